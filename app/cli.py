@@ -1,0 +1,346 @@
+"""The ``warroom`` command line. Errors become one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from warroom import logs
+from warroom.config import Settings, load_settings
+from warroom.errors import WarroomError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class WarroomGroup(click.Group):
+    """Translates WarroomError (and Ctrl-C) into one clear line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WarroomError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@click.group(cls=WarroomGroup)
+@click.option("--home", envvar="WARROOM_HOME", default=None, help="Overrides WARROOM_HOME.")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """warroom: OTLP from Kafka into ClickHouse, detection, incidents and evidence-bound summaries."""
+    try:
+        ctx.obj = load_settings(home=home)
+    except WarroomError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    logs.setup(ctx.obj.log_level)
+
+
+@cli.command("config")
+@click.pass_context
+def config_cmd(ctx: click.Context) -> None:
+    """Show every setting, its value and where it came from (secrets masked)."""
+    for env, value, source in settings_of(ctx).describe():
+        click.echo(f"{env:<36} {value:<48} {source}")
+
+
+# -- db ------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Schema migrations and store status."""
+
+
+@db.command("migrate")
+@click.option("--cluster", default=None, help="ClickHouse cluster for ON CLUSTER DDL (overrides setting).")
+@click.pass_context
+def db_migrate(ctx: click.Context, cluster: str | None) -> None:
+    """Create or upgrade the tables (idempotent; records the schema version)."""
+    from app import wiring
+    from warroom.schema import schema_version
+
+    settings = settings_of(ctx)
+    if cluster is not None:
+        settings = load_settings(home=str(settings.home), clickhouse_cluster=cluster)
+    store, applied = wiring.migrated_store(settings)
+    for m in applied:
+        click.echo(f"applied {m.version}: {m.name}")
+    click.echo(f"schema version {schema_version(store)} in database {settings.clickhouse_database}")
+
+
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def db_status(ctx: click.Context, as_json: bool) -> None:
+    """Schema version and row counts of the telemetry tables."""
+    from app import wiring
+    from warroom import schema as s
+
+    store = wiring.store(settings_of(ctx))
+    counts = {}
+    for table in (*s.TELEMETRY_TABLES, s.TRACE_ID_TS, s.DEAD_LETTERS):
+        exists = store.scalar(
+            "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+            {"d": store.database, "t": table},
+        )
+        counts[table] = int(store.scalar(f"SELECT count() FROM {store.table(table)}")) if exists else None
+    report = {"schema_version": s.schema_version(store), "rows": counts}
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"schema version {report['schema_version']}")
+    for table, n in counts.items():
+        click.echo(f"  {table:<40} {'-' if n is None else n}")
+
+
+# -- ingest --------------------------------------------------------------------------------------
+
+
+@cli.group()
+def ingest() -> None:
+    """Store OpenTelemetry traces, logs and metrics in ClickHouse."""
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+@ingest.command("kafka")
+@click.option("--bootstrap", default=None, help="Overrides WARROOM_KAFKA_BOOTSTRAP.")
+@click.pass_context
+def ingest_kafka(ctx: click.Context, bootstrap: str | None) -> None:
+    """Consume the OTLP topics as a consumer-group member until SIGTERM/SIGINT."""
+    from app import wiring
+    from ingest.kafka_worker import KafkaIngest
+    from ingest.stats import IngestStats
+
+    settings = settings_of(ctx)
+    if bootstrap:
+        settings = load_settings(home=str(settings.home), kafka_bootstrap=bootstrap)
+    store, _ = wiring.migrated_store(settings)
+    stats = IngestStats(settings.home / "ingest-status.json")
+    if settings.status_port:
+        stats.serve(settings.status_port)
+    stop = _stop_on_signals()
+    KafkaIngest(settings, wiring.writer(settings, store), stats, stop).run()
+    click.echo(json.dumps(stats.snapshot()["items"]))
+
+
+@ingest.command("file")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--signal",
+    "signal_name",
+    type=click.Choice(["traces", "logs", "metrics"]),
+    default=None,
+    help="Signal of protobuf files whose name does not say it.",
+)
+@click.pass_context
+def ingest_file(ctx: click.Context, paths: tuple[Path, ...], signal_name: str | None) -> None:
+    """Ingest OTLP files: Collector file-exporter JSON lines, or (length-delimited) protobuf."""
+    from app import wiring
+    from ingest.files import ingest_files
+    from ingest.stats import IngestStats
+
+    settings = settings_of(ctx)
+    store, _ = wiring.migrated_store(settings)
+    stats = IngestStats()
+    items = ingest_files(list(paths), settings, wiring.writer(settings, store), stats, signal_name)
+    snap = stats.snapshot()
+    click.echo(
+        f"stored spans={items['traces']} logs={items['logs']} points={items['metrics']} "
+        f"records={snap['records']} dead_letters={snap['dead_letters']}"
+    )
+
+
+@ingest.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def ingest_status(ctx: click.Context, as_json: bool) -> None:
+    """Throughput, lag and dead letters of the running (or last) ingest worker."""
+    from ingest.stats import read_status
+
+    path = settings_of(ctx).home / "ingest-status.json"
+    status = read_status(path)
+    if status is None:
+        raise WarroomError(
+            f"no ingest status at {path}: is `warroom ingest kafka` running with this WARROOM_HOME?"
+        )
+    if as_json:
+        click.echo(json.dumps(status))
+        return
+    for key, value in status.items():
+        click.echo(f"{key:<20} {value}")
+
+
+@ingest.command("dead-letters")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.pass_context
+def ingest_dead_letters(ctx: click.Context, limit: int) -> None:
+    """The most recent dead letters: where they came from and why."""
+    from app import wiring
+    from warroom import schema as s
+
+    store = wiring.store(settings_of(ctx))
+    rows = store.rows(
+        f"SELECT Time, Source, Topic, Partition, Offset, Signal, Reason, Error, length(Raw) "
+        f"FROM {store.table(s.DEAD_LETTERS)} ORDER BY Time DESC LIMIT {{n:UInt32}}",
+        {"n": limit},
+    )
+    for row in rows:
+        click.echo("\t".join(str(v) for v in row))
+
+
+# -- fixtures, broker ----------------------------------------------------------------------------
+
+
+@cli.group()
+def fixtures() -> None:
+    """Seeded fault scenarios with ground truth."""
+
+
+@fixtures.command("generate")
+@click.option("--scenario", required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--duration", default="3h", show_default=True, help="e.g. 90m, 3h, 1d")
+@click.option("--step", default="1m", show_default=True)
+@click.option("--rate", default=2.0, show_default=True, type=float, help="Mean entry requests per second.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "proto", "both"]), default="json", show_default=True
+)
+@click.option("--kafka", is_flag=True, help="Also produce the requests to the OTLP topics.")
+@click.option("--bootstrap", default=None, help="Kafka bootstrap for --kafka (default: the setting).")
+@click.pass_context
+def fixtures_generate(
+    ctx: click.Context,
+    scenario: str,
+    out: Path,
+    seed: int,
+    duration: str,
+    step: str,
+    rate: float,
+    fmt: str,
+    kafka: bool,
+    bootstrap: str | None,
+) -> None:
+    """Write a scenario's OTLP files and ground truth (and optionally produce it to Kafka)."""
+    from app import scenario_io
+
+    settings = settings_of(ctx)
+    summary = scenario_io.generate(scenario, out, seed, duration, step, rate, fmt)
+    click.echo(f"wrote {out} ({summary})")
+    if kafka:
+        sent = scenario_io.produce(
+            settings,
+            bootstrap or settings.kafka_bootstrap,
+            scenario,
+            seed,
+            duration,
+            step,
+            rate,
+            summary_start=scenario_io.start_of(out),
+        )
+        click.echo(f"produced {sent} records to {bootstrap or settings.kafka_bootstrap}")
+
+
+@cli.command("broker")
+@click.option("--port", default=9092, show_default=True, type=int)
+def broker_cmd(port: int) -> None:
+    """Run a local in-memory Kafka-protocol broker (Tansu) until interrupted; for demos and tests."""
+    import time
+
+    from warroom.localbroker import LocalBroker
+
+    with LocalBroker(port=port) as broker:
+        click.echo(f"broker listening on {broker.bootstrap} (Ctrl-C stops it and forgets its data)")
+        stop = _stop_on_signals()
+        while not stop.is_set():
+            time.sleep(0.2)
+
+
+# -- bench ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks: figures beside a baseline run in the same invocation."""
+
+
+@bench.command("ingest")
+@click.option("--spans", default=200_000, show_default=True, type=int, help="Spans to produce.")
+@click.option("--logs", "log_count", default=100_000, show_default=True, type=int)
+@click.option("--points", default=100_000, show_default=True, type=int)
+@click.option(
+    "--baseline-fraction",
+    default=0.05,
+    show_default=True,
+    type=float,
+    help="Share of the workload the (slow) naive baseline runs on.",
+)
+@click.option("--workers", default=1, show_default=True, type=int, help="Ingest processes in one group.")
+@click.option("--json", "as_json", is_flag=True, help="Last line: one JSON object with the figures.")
+def bench_ingest(
+    spans: int, log_count: int, points: int, baseline_fraction: float, workers: int, as_json: bool
+) -> None:
+    """Kafka → ClickHouse throughput (one process per worker) vs a naive row-by-row baseline."""
+    from app.bench_ingest import run
+
+    run(spans, log_count, points, baseline_fraction, workers, as_json)
+
+
+@bench.command("nab")
+@click.option("--data", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def bench_nab(data: Path | None, as_json: bool) -> None:
+    """NAB corpus: the layered detector scored with NAB's rules, beside the windowed Gaussian."""
+    from detect.nab import bench as nab_bench
+
+    sys.exit(nab_bench.main(_data_args(data, "nab", as_json)))
+
+
+@bench.command("logs")
+@click.option("--data", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def bench_logs(data: Path | None, as_json: bool) -> None:
+    """Loghub-2k: template mining grouping/parsing accuracy beside the published Drain figures."""
+    from detect import log_templates_bench
+
+    sys.exit(log_templates_bench.main(_data_args(data, "loghub2k", as_json)))
+
+
+def _data_args(data: Path | None, name: str, as_json: bool) -> list[str]:
+    path = data or Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / name
+    return ["--data", str(path)] + (["--json"] if as_json else [])
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Build the process's components from settings, in one place.
+
+The list of schema migrations is assembled here (core tables, then each stage's own), because only
+the composition root may know every stage.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ingest.native_sql import MIGRATION as INGEST_MIGRATION
+from ingest.otlp_parse import Limits
+from ingest.writer import NativeWriter
+from warroom.clickhouse import ClickHouse
+from warroom.config import Settings
+from warroom.schema import MIGRATIONS_LIST, Migration, SchemaOptions, migrate
+
+STAGE_MIGRATIONS: tuple[Migration, ...] = (INGEST_MIGRATION,)
+
+
+def migrations() -> list[Migration]:
+    return sorted([*MIGRATIONS_LIST, *STAGE_MIGRATIONS], key=lambda m: m.version)
+
+
+def store(settings: Settings) -> ClickHouse:
+    if settings.clickhouse_dsn.startswith("chdb://"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    return ClickHouse(settings.clickhouse_dsn, settings.clickhouse_database)
+
+
+def schema_options(settings: Settings) -> SchemaOptions:
+    return SchemaOptions(
+        ttl_days=settings.ttl_days, dedup_window=settings.dedup_window, cluster=settings.clickhouse_cluster
+    )
+
+
+def migrated_store(settings: Settings) -> tuple[ClickHouse, list[Migration]]:
+    db = store(settings)
+    applied = migrate(db, schema_options(settings), migrations())
+    return db, applied
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(
+        max_attr_value_chars=settings.max_attr_value_chars,
+        max_body_chars=settings.max_body_chars,
+        max_future_skew_ns=settings.max_future_skew_s * 1_000_000_000,
+    )
+
+
+def writer(settings: Settings, db: ClickHouse) -> NativeWriter:
+    return NativeWriter(db, limits(settings), time.time_ns)

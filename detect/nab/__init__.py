@@ -1,0 +1,1 @@
+"""The Numenta Anomaly Benchmark: corpus loading, a faithful reimplementation of its scorer, the bench."""

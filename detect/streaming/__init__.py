@@ -1,0 +1,1 @@
+"""Layer-1 streaming statistical detectors: fast, causal, pure Python/NumPy, no training phase."""
