@@ -15,6 +15,7 @@ import click
 from warroom import logs
 from warroom.config import Settings, load_settings
 from warroom.errors import WarroomError
+from warroom.retry import Stopped
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,6 +26,9 @@ class WarroomGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except Stopped as exc:
+            click.echo(f"stopped: {exc}", err=True)
+            sys.exit(0)
         except WarroomError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
@@ -141,11 +145,11 @@ def ingest_kafka(ctx: click.Context, bootstrap: str | None) -> None:
     settings = settings_of(ctx)
     if bootstrap:
         settings = load_settings(home=str(settings.home), kafka_bootstrap=bootstrap)
-    store, _ = wiring.migrated_store(settings)
+    stop = _stop_on_signals()
     stats = IngestStats(settings.home / "ingest-status.json")
     if settings.status_port:
         stats.serve(settings.status_port)
-    stop = _stop_on_signals()
+    store, _ = wiring.migrated_store(settings, stop)
     KafkaIngest(settings, wiring.writer(settings, store), stats, stop).run()
     click.echo(json.dumps(stats.snapshot()["items"]))
 
@@ -223,49 +227,49 @@ def fixtures() -> None:
     """Seeded fault scenarios with ground truth."""
 
 
-@fixtures.command("generate")
-@click.option("--scenario", required=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True)
-@click.option("--seed", default=7, show_default=True, type=int)
-@click.option("--duration", default="3h", show_default=True, help="e.g. 90m, 3h, 1d")
-@click.option("--step", default="1m", show_default=True)
-@click.option("--rate", default=2.0, show_default=True, type=float, help="Mean entry requests per second.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["json", "proto", "both"]), default="json", show_default=True
+@fixtures.command(
+    "generate",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
 )
 @click.option("--kafka", is_flag=True, help="Also produce the requests to the OTLP topics.")
 @click.option("--bootstrap", default=None, help="Kafka bootstrap for --kafka (default: the setting).")
 @click.pass_context
-def fixtures_generate(
-    ctx: click.Context,
-    scenario: str,
-    out: Path,
-    seed: int,
-    duration: str,
-    step: str,
-    rate: float,
-    fmt: str,
-    kafka: bool,
-    bootstrap: str | None,
-) -> None:
-    """Write a scenario's OTLP files and ground truth (and optionally produce it to Kafka)."""
-    from app import scenario_io
+def fixtures_generate(ctx: click.Context, kafka: bool, bootstrap: str | None) -> None:
+    """Simulate a scenario into --out DIR (OTLP files + ground_truth.json); --kafka also produces it.
 
-    settings = settings_of(ctx)
-    summary = scenario_io.generate(scenario, out, seed, duration, step, rate, fmt)
-    click.echo(f"wrote {out} ({summary})")
+    Options are those of `python -m fixtures generate` (run `warroom fixtures generate --help`):
+    --scenario NAME --out DIR [--seed N] [--start ISO] [--duration 3h] [--step 1m] [--rate R]
+    [--format json|proto|both] [--jobs N].
+    """
+    from fixtures import main as fixtures_main
+
+    args = list(ctx.args)
+    if "--help" in args or "-h" in args:
+        click.echo(ctx.get_help())
+        click.echo()
+        fixtures_main(["generate", "--help"])
+        return
+    if kafka and "--format" in args and args[args.index("--format") + 1] == "proto":
+        args[args.index("--format") + 1] = "both"
+    code = fixtures_main(["generate", *args])
+    if code:
+        sys.exit(code)
     if kafka:
-        sent = scenario_io.produce(
-            settings,
-            bootstrap or settings.kafka_bootstrap,
-            scenario,
-            seed,
-            duration,
-            step,
-            rate,
-            summary_start=scenario_io.start_of(out),
-        )
-        click.echo(f"produced {sent} records to {bootstrap or settings.kafka_bootstrap}")
+        from app.scenario_io import produce_dir
+
+        settings = settings_of(ctx)
+        out = Path(args[args.index("--out") + 1])
+        target = bootstrap or settings.kafka_bootstrap
+        sent = produce_dir(settings, target, out)
+        click.echo(f"produced {sum(sent.values())} records to {target} ({sent})")
+
+
+@fixtures.command("list")
+def fixtures_list() -> None:
+    """The scenarios and what each one injects."""
+    from fixtures import main as fixtures_main
+
+    sys.exit(fixtures_main(["list"]))
 
 
 @cli.command("broker")
@@ -281,6 +285,19 @@ def broker_cmd(port: int) -> None:
         stop = _stop_on_signals()
         while not stop.is_set():
             time.sleep(0.2)
+
+
+@cli.command("demo")
+@click.option("--scenario", default="bad_deploy", show_default=True)
+@click.option("--duration", default="3h", show_default=True, help="Simulated time span.")
+@click.option("--rate", default=1.0, show_default=True, type=float, help="Mean entry requests per second.")
+@click.option("--files", is_flag=True, help="Ingest the generated files directly, without the local broker.")
+@click.pass_context
+def demo_cmd(ctx: click.Context, scenario: str, duration: str, rate: float, files: bool) -> None:
+    """Generate a fault scenario, send it through Kafka into the embedded ClickHouse, show the result."""
+    from app import demo
+
+    demo.run(settings_of(ctx), scenario, duration, rate, use_kafka=not files)
 
 
 # -- bench ---------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ the composition root may know every stage.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 from ingest.native_sql import MIGRATION as INGEST_MIGRATION
@@ -13,7 +15,11 @@ from ingest.otlp_parse import Limits
 from ingest.writer import NativeWriter
 from warroom.clickhouse import ClickHouse
 from warroom.config import Settings
+from warroom.errors import StoreError
+from warroom.retry import retry
 from warroom.schema import MIGRATIONS_LIST, Migration, SchemaOptions, migrate
+
+log = logging.getLogger("warroom")
 
 STAGE_MIGRATIONS: tuple[Migration, ...] = (INGEST_MIGRATION,)
 
@@ -34,9 +40,29 @@ def schema_options(settings: Settings) -> SchemaOptions:
     )
 
 
-def migrated_store(settings: Settings) -> tuple[ClickHouse, list[Migration]]:
+def migrated_store(
+    settings: Settings, stop: threading.Event | None = None
+) -> tuple[ClickHouse, list[Migration]]:
+    """Open the store and apply pending migrations.
+
+    With ``stop`` (long-running services), an unreachable ClickHouse is waited for with back-off
+    instead of failing start-up; without it (one-shot commands) the error is reported at once.
+    """
     db = store(settings)
-    applied = migrate(db, schema_options(settings), migrations())
+    if stop is None:
+        return db, migrate(db, schema_options(settings), migrations())
+
+    def on_retry(attempt: int, exc: StoreError, delay: float) -> None:
+        log.warning(
+            "ClickHouse unavailable at start-up, retrying", extra={"attempt": attempt, "error": str(exc)}
+        )
+
+    applied = retry(
+        lambda: migrate(db, schema_options(settings), migrations()),
+        stop,
+        settings.retry_max_seconds,
+        on_retry=on_retry,
+    )
     return db, applied
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from detect.base import Detector
 from detect.streaming.changepoint import Cusum
+from detect.streaming.context import ContextNovelty
 from detect.streaming.ensemble import Ensemble
 from detect.streaming.ewma import Ewma
 from detect.streaming.gaussian import WindowedGaussian
@@ -20,7 +21,7 @@ from warroom.errors import InputError
 __all__ = ["BUILTINS", "DEFAULT_DETECTOR", "create"]
 
 BUILTINS: dict[str, type[Detector]] = {
-    cls.name: cls for cls in (Ensemble, RobustZ, Ewma, Cusum, Seasonal, WindowedGaussian)
+    cls.name: cls for cls in (Ensemble, RobustZ, Ewma, Cusum, Seasonal, ContextNovelty, WindowedGaussian)
 }
 
 DEFAULT_DETECTOR = Ensemble.name

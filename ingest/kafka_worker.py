@@ -19,11 +19,13 @@ from typing import Any
 
 from ingest.batcher import Batch, Limits, PartitionBuffer
 from ingest.ledger import Ledger
-from ingest.sink import Sink, Stopped
+from ingest.sink import Sink
 from ingest.stats import IngestStats
 from ingest.writer import NativeWriter, Record
+from warroom import failpoints
 from warroom.config import Settings
 from warroom.errors import BrokerError
+from warroom.retry import Stopped
 
 log = logging.getLogger("warroom.ingest")
 
@@ -153,6 +155,7 @@ class KafkaIngest:
     def _consume(self, tp: Any, messages: list[Any]) -> None:
         if not messages or tp not in self.consumer.assignment():
             return
+        self.stats.consuming()
         buffer = self._buffer_for(tp, messages[0].offset)
         signal, encoding = self.routes[tp.topic]
         for message in messages:
@@ -168,6 +171,7 @@ class KafkaIngest:
 
         self._apply_rebalance_events()
         self.sink.flush(batch)
+        failpoints.hit("ingest.after_insert")
         tp = TopicPartition(batch.topic, batch.partition)
         try:
             self.consumer.commit({tp: OffsetAndMetadata(batch.last + 1, "", -1)})

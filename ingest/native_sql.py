@@ -123,11 +123,13 @@ class Flattening:
 
     name: str
     signal: str
-    target: str
-    source: str  # FROM … ARRAY JOIN … (with the _STAGING placeholder)
+    source: str  # FROM … ARRAY JOIN … (with the _STAGING and _RES placeholders)
     reason: str  # SQL expression: '' when the item is valid
     columns: tuple[tuple[str, str], ...]  # (target column, expression)
-    item: str  # SQL expression: the item as a JSON string, for dead letters
+    item: str = ""  # SQL expression: the item as a JSON string, for dead letters
+    target: str | None = None
+    main: bool = True  # has a view into the target table
+    dead: bool = True  # has a dead-letter view
 
 
 def _item_json(fields: tuple[tuple[str, str], ...]) -> str:
@@ -145,7 +147,7 @@ def _traces() -> list[Flattening]:
     source = (
         "FROM (SELECT ss.scope.name AS scope_name, ss.scope.version AS scope_version, ss.spans AS items, "
         f"res, {_WR} "
-        f"FROM (SELECT rs.scope_spans AS scopes, {attributes('rs.resource.attributes')} AS res, {_WR} "
+        f"FROM (SELECT rs.scope_spans AS scopes, {_res('rs')} AS res, {_WR} "
         f"FROM {_STAGING} ARRAY JOIN resource_spans AS rs) ARRAY JOIN scopes AS ss) ARRAY JOIN items AS sp"
     )
     time_reason = _time_reason(f"{sp}.start_time_unix_nano")
@@ -191,17 +193,16 @@ def _traces() -> list[Flattening]:
             ("name", f"{sp}.name"),
             ("start_time_unix_nano", f"{sp}.start_time_unix_nano"),
             ("end_time_unix_nano", f"{sp}.end_time_unix_nano"),
-            ("attributes", f"toJSONString({attributes(f'{sp}.attributes')})"),
         )
     )
-    return [Flattening("spans", "traces", s.TRACES, source, reason, columns, item)]
+    return [Flattening("spans", "traces", source, reason, columns, item, target=s.TRACES)]
 
 
 def _logs() -> list[Flattening]:
     lr = "lr"
     source = (
         f"FROM (SELECT rl.scope_logs AS scopes, rl.schema_url AS res_schema, "
-        f"{attributes('rl.resource.attributes')} AS res, {_WR} "
+        f"{_res('rl')} AS res, {_WR} "
         f"FROM {_STAGING} ARRAY JOIN resource_logs AS rl) "
         "ARRAY JOIN scopes AS sl ARRAY JOIN sl.log_records AS lr"
     )
@@ -233,13 +234,12 @@ def _logs() -> list[Flattening]:
             ("time_unix_nano", f"{lr}.time_unix_nano"),
             ("observed_time_unix_nano", f"{lr}.observed_time_unix_nano"),
             ("severity_text", f"{lr}.severity_text"),
-            ("body", truncated(any_string(f"{lr}.body"), "wr_body_limit")),
+            ("body", f"left({lr}.body.string_value, 1000)"),
             ("trace_id", f"lower(hex({lr}.trace_id))"),
             ("span_id", f"lower(hex({lr}.span_id))"),
-            ("attributes", f"toJSONString({attributes(f'{lr}.attributes')})"),
         )
     )
-    return [Flattening("log_records", "logs", s.LOGS, source, reason, columns, item)]
+    return [Flattening("log_records", "logs", source, reason, columns, item, target=s.LOGS)]
 
 
 def _seconds(ns: str) -> str:
@@ -336,33 +336,39 @@ def _metrics() -> list[Flattening]:
             ),
         ),
     ]
-    res = attributes("rm.resource.attributes")
     out = []
     for kind, table, columns in kinds:
         source = (
-            f"FROM (SELECT rm.scope_metrics AS scopes, rm.schema_url AS res_schema, {res} AS res, {_WR} "
+            "FROM (SELECT rm.scope_metrics AS scopes, rm.schema_url AS res_schema, "
+            f"{_res('rm')} AS res, {_WR} "
             f"FROM {_STAGING} ARRAY JOIN resource_metrics AS rm) "
             f"ARRAY JOIN scopes AS sm ARRAY JOIN sm.metrics AS m ARRAY JOIN m.{kind}.data_points AS dp"
         )
+        reason = _time_reason(f"{dp}.time_unix_nano")
         out.append(
-            Flattening(
-                f"{kind}_points",
-                "metrics",
-                table,
-                source,
-                _time_reason(f"{dp}.time_unix_nano"),
-                head + columns,
-                _item_json(
-                    (
-                        ("service", "res['service.name']"),
-                        ("metric", "m.name"),
-                        ("kind", f"'{kind}'"),
-                        ("time_unix_nano", f"{dp}.time_unix_nano"),
-                        ("attributes", f"toJSONString({attributes(f'{dp}.attributes')})"),
-                    )
-                ),
-            )
+            Flattening(f"{kind}_points", "metrics", source, reason, head + columns, target=table, dead=False)
         )
+    # One dead-letter view for every point kind: the views' per-insert planning cost is what
+    # limits small batches, so the rejects share a single view over all kinds' timestamps.
+    points = ", ".join(
+        f"arrayMap(p -> tuple('{kind}', p.time_unix_nano), m.{kind}.data_points)" for kind, _, _ in kinds
+    )
+    source = (
+        f"FROM (SELECT rm.scope_metrics AS scopes, {_res('rm')} AS res, {_WR} "
+        f"FROM {_STAGING} ARRAY JOIN resource_metrics AS rm) "
+        f"ARRAY JOIN scopes AS sm ARRAY JOIN sm.metrics AS m ARRAY JOIN arrayConcat({points}) AS pt"
+    )
+    item = _item_json(
+        (
+            ("service", "res['service.name']"),
+            ("metric", "m.name"),
+            ("kind", "pt.1"),
+            ("time_unix_nano", "pt.2"),
+        )
+    )
+    out.append(
+        Flattening("points", "metrics", source, _time_reason("pt.2"), (), item, target=None, main=False)
+    )
     return out
 
 
@@ -370,8 +376,21 @@ def flattenings() -> list[Flattening]:
     return _traces() + _logs() + _metrics()
 
 
+def _res(prefix: str) -> str:
+    return f"@RES:{prefix}@"
+
+
 def _mv_sql(store: ClickHouse, f: Flattening, dead: bool) -> str:
     source = f.source.replace(_STAGING, store.table(_staging(f.signal)))
+    for prefix in ("rs", "rl", "rm"):
+        # Dead-letter views only need the service name; the full map is costly to plan.
+        res = (
+            f"map('service.name', arrayFirst(a -> a.key = 'service.name', {prefix}.resource.attributes)"
+            ".value.string_value)"
+            if dead
+            else attributes(f"{prefix}.resource.attributes")
+        )
+        source = source.replace(_res(prefix), res)
     if dead:
         select = (
             f"now64(3) AS Time, wr_source AS Source, wr_topic AS Topic, wr_partition AS Partition, "
@@ -384,6 +403,7 @@ def _mv_sql(store: ClickHouse, f: Flattening, dead: bool) -> str:
     else:
         select = ", ".join(f"{expr} AS {ident(col)}" for col, expr in f.columns)
         where = f"({f.reason}) = ''"
+        assert f.target is not None
         target = f.target
         name = f"warroom_in_{f.name}"
     return (
@@ -398,8 +418,10 @@ def create_staging(store: ClickHouse, opts: s.SchemaOptions) -> None:
         columns = ", ".join(f"{ident(name)} {ch_type}" for name, ch_type in view(signal).columns)
         store.command(f"CREATE TABLE IF NOT EXISTS {store.table(_staging(signal))} ({columns}) ENGINE = Null")
     for f in flattenings():
-        store.command(_mv_sql(store, f, dead=False))
-        store.command(_mv_sql(store, f, dead=True))
+        if f.main:
+            store.command(_mv_sql(store, f, dead=False))
+        if f.dead:
+            store.command(_mv_sql(store, f, dead=True))
 
 
 MIGRATION = s.Migration(100, "ingest staging tables and flattening views", create_staging)

@@ -24,7 +24,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from warroom.otlp_json import REQUEST_TYPES
 
-ANY_DEPTH = 3
+ANY_DEPTH = 2
 
 #: message name → fields kept (names as in opentelemetry-proto).
 _KEEP: dict[str, tuple[str, ...]] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -13,14 +12,12 @@ from ingest.batcher import Batch
 from ingest.ledger import Ledger, token
 from ingest.stats import IngestStats
 from ingest.writer import NativeWriter, WriteResult
+from warroom import failpoints
 from warroom.errors import StoreError
+from warroom.retry import retry
 
 log = logging.getLogger("warroom.ingest")
 T = TypeVar("T")
-
-
-class Stopped(Exception):
-    """Raised when shutdown was requested while ClickHouse was still unavailable."""
 
 
 class Sink:
@@ -54,6 +51,7 @@ class Sink:
             self.retry(
                 lambda: ledger.record(batch.topic, batch.partition, batch.first, batch.last, len(batch.items))
             )
+        failpoints.hit("ingest.after_ledger")
         started = time.perf_counter()
         result = self.retry(lambda: self.writer.write(batch.signal, batch.items, tok))
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -68,27 +66,16 @@ class Sink:
         return result
 
     def retry(self, action: Callable[[], T]) -> T:
-        """Run ``action`` until it succeeds, backing off on retryable store errors."""
-        attempt = 0
-        while True:
-            try:
-                return action()
-            except StoreError as exc:
-                if not exc.retryable:
-                    raise
-                attempt += 1
-                self.stats.retries += 1
-                delay = min(self.retry_max_seconds, 0.2 * 2**attempt) * random.uniform(0.5, 1.0)
-                log.warning(
-                    "ClickHouse unavailable, retrying",
-                    extra={"attempt": attempt, "error": str(exc), "delay_s": round(delay, 2)},
-                )
-                self.stats.state = "retrying"
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline:
-                    if self.stop.is_set():
-                        raise Stopped(str(exc)) from exc
-                    if self.keepalive is not None:
-                        self.keepalive()
-                    time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-                self.stats.state = "running"
+        """Run ``action`` until it succeeds, backing off on store outages (see :mod:`warroom.retry`)."""
+
+        def on_retry(attempt: int, exc: StoreError, delay: float) -> None:
+            self.stats.retries += 1
+            self.stats.state = "retrying"
+            log.warning(
+                "ClickHouse unavailable, retrying",
+                extra={"attempt": attempt, "error": str(exc), "delay_s": round(delay, 2)},
+            )
+
+        result = retry(action, self.stop, self.retry_max_seconds, on_wait=self.keepalive, on_retry=on_retry)
+        self.stats.state = "running"
+        return result

@@ -42,6 +42,10 @@ class IngestStats:
         self.insert_ms: list[float] = []
         self.lag: dict[str, int] = {}
         self.state = "starting"
+        # Wall and CPU time from the first consumed record to the last stored batch: throughput
+        # figures that exclude start-up and group-join time.
+        self.first_record: tuple[float, float] | None = None
+        self.last_batch: tuple[float, float] | None = None
         self.reader = InMemoryMetricReader()
         self.provider = MeterProvider(metric_readers=[self.reader])
         meter = self.provider.get_meter("warroom.ingest")
@@ -56,8 +60,15 @@ class IngestStats:
         with self.lock:
             return [Observation(v, {"partition": k}) for k, v in self.lag.items()]
 
+    def consuming(self) -> None:
+        """Mark the first consumed record (cheap after the first call)."""
+        if self.first_record is None:
+            self.first_record = (time.time(), time.process_time())
+
     def batch(self, signal: str, items: int, records: int, size: int, dead: int, insert_ms: float) -> None:
+        self.consuming()
         with self.lock:
+            self.last_batch = (time.time(), time.process_time())
             self.items[signal] += items
             self.records += records
             self.bytes += size
@@ -98,8 +109,17 @@ class IngestStats:
                 "consumer_lag": dict(self.lag),
                 "consumer_lag_total": sum(self.lag.values()),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "busy_wall_s": self._busy(0),
+                "busy_cpu_s": self._busy(1),
+                "first_record_at": self.first_record[0] if self.first_record else None,
+                "last_batch_at": self.last_batch[0] if self.last_batch else None,
                 "updated": time.time(),
             }
+
+    def _busy(self, index: int) -> float:
+        if self.first_record is None or self.last_batch is None:
+            return 0.0
+        return round(self.last_batch[index] - self.first_record[index], 4)
 
     def write_status(self) -> None:
         if self.status_path is None:

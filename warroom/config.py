@@ -164,7 +164,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("encoding_traces", _parse_str, "otlp_proto", "Encoding of the traces topic.", _encoding),
     Setting("encoding_logs", _parse_str, "otlp_proto", "Encoding of the logs topic.", _encoding),
     Setting("encoding_metrics", _parse_str, "otlp_proto", "Encoding of the metrics topic.", _encoding),
-    Setting("batch_max_rows", _parse_int, 100000, "Flush a table's batch at this many rows.", _positive),
+    Setting(
+        "batch_max_rows",
+        _parse_int,
+        25000,
+        "Flush a partition's batch at this many items (spans, log records, points); bounds memory.",
+        _positive,
+    ),
     Setting(
         "batch_max_bytes", _parse_int, 64 << 20, "Flush when the buffered records reach this size.", _positive
     ),
@@ -317,7 +323,16 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
 
 
 #: Variables with the WARROOM_ prefix that are not settings (they steer the config loading or tests).
-_OTHER_ENV = frozenset({"WARROOM_CONFIG", "WARROOM_TEST_CLICKHOUSE_URL", "WARROOM_STATE_DSN"})
+_OTHER_ENV = frozenset(
+    {
+        "WARROOM_CONFIG",
+        "WARROOM_TEST_CLICKHOUSE_URL",
+        "WARROOM_STATE_DSN",
+        "WARROOM_FAILPOINTS",
+        "WARROOM_NAB_DIR",
+        "WARROOM_LOGHUB_DIR",
+    }
+)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -36,3 +36,5 @@ def setup(level: str = "INFO") -> None:
     root.propagate = False
     # kafka-python is chatty at INFO; its warnings still come through.
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # clickhouse-connect logs driver failures that warroom reports itself, with context.
+    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)

@@ -14,6 +14,13 @@ Why this shape:
   that opened it or it is halved. An incident then pages once instead of on every point.
 * **Warm-up.** Nothing scores above 0 during the first ``warmup`` points, while the views learn; a
   view that starts late (the seasonal one needs two days) joins after ``warmup / 2`` points of output.
+* **Contextual novelty** (:mod:`detect.streaming.context`, CAD OSE-style). Each point is also
+  quantised into ``context_levels`` bins of the warm-up range and the detector checks whether the
+  last 1..``context_orders`` levels ever occurred before; the fraction of new contexts ``c`` (after
+  a CAD-style rest period) joins as a second opinion:
+  ``score = (max(w * e, c) + b * e * c) / (w + b)`` with ``e`` the statistical score above,
+  ``w = context_weight`` and ``b = agree_weight``. ``context_weight = 0`` switches it off.
+  On NAB this lifted the standard score from 55.55 to 67.23 (see ``detect/nab/bench.py``).
 * **Defaults relative to the warm-up.** ``history = 2 * warmup`` and ``cooldown = warmup / 2``; on NAB
   the bench passes NAB's probationary length as ``warmup``, as NAB does for every detector.
 
@@ -28,6 +35,7 @@ from typing import Any
 
 from detect.base import Detector, Value, check_point
 from detect.streaming.changepoint import CusumKernel
+from detect.streaming.context import ContextKernel, RestGate
 from detect.streaming.ewma import EwmaKernel
 from detect.streaming.robust import RobustZKernel
 from detect.streaming.seasonal import SeasonalKernel
@@ -115,9 +123,14 @@ class DiffKernel:
 class _Channel:
     """All views of one dimension, with their history maxima."""
 
-    __slots__ = ("views", "maxima", "pairs")
+    __slots__ = ("views", "maxima", "pairs", "context")
 
     def __init__(self, det: Ensemble) -> None:
+        self.context = (
+            ContextKernel(det.context_levels, det.context_orders, det.warmup)
+            if det.context_weight > 0
+            else None
+        )
         self.views: list[Any] = []
         for name in det.views:
             if name == "robust":
@@ -149,6 +162,11 @@ class Ensemble(Detector):
         period: float = 86400.0,
         z_floor: float = 5.0,
         views: list[str] | tuple[str, ...] = DEFAULT_VIEWS,
+        context_weight: float = 1.3,
+        agree_weight: float = 0.2,
+        context_levels: int = 4,
+        context_orders: int = 5,
+        context_rest: int | None = None,
     ) -> None:
         unknown = set(views) - set(VIEWS)
         if unknown:
@@ -161,6 +179,16 @@ class Ensemble(Detector):
         self.period = float(period)
         self.z_floor = float(z_floor)
         self.views = tuple(views)
+        self.context_weight = float(context_weight)
+        self.agree_weight = float(agree_weight)
+        self.context_levels = int(context_levels)
+        self.context_orders = int(context_orders)
+        self.context_rest = int(context_rest) if context_rest is not None else max(1, self.warmup // 5)
+        if self.context_weight < 0 or self.agree_weight < 0:
+            raise ValueError("context_weight and agree_weight must be >= 0")
+        if self.context_levels < 1 or self.context_orders < 1:
+            raise ValueError("context_levels and context_orders must be >= 1")
+        self._gate = RestGate(self.context_rest, 0.75)
         self._channels: list[_Channel] = []
         self._n = 0
         self._last_t: float | None = None
@@ -181,6 +209,11 @@ class Ensemble(Detector):
             "period": self.period,
             "z_floor": self.z_floor,
             "views": list(self.views),
+            "context_weight": self.context_weight,
+            "agree_weight": self.agree_weight,
+            "context_levels": self.context_levels,
+            "context_orders": self.context_orders,
+            "context_rest": self.context_rest,
         }
 
     def update(self, t: float, x: Value) -> float:
@@ -202,27 +235,63 @@ class Ensemble(Detector):
         # cycles) has no history to be normalised by yet; it joins after half a warm-up of output.
         live_min = self.warmup >> 1
         u = 0.0
+        c = 0.0
         for ch, v in zip(self._channels, xs, strict=True):
+            ctx = ch.context
+            if ctx is not None:
+                r = ctx.step(v)
+                if r > c:
+                    c = r
+                if ctx.replay_age < self._gate._since:  # the warm-up replay just ended
+                    self._gate._since = ctx.replay_age
+                    ctx.replay_age = 1 << 30
             for view, mx in ch.pairs:
                 z = view.step(t, v)
+                cur = mx._cur
                 if scoring and mx.live >= live_min:
-                    ref = mx._past if mx._past > mx._cur else mx._cur
+                    ref = mx._past if mx._past > cur else cur
                     r = z / (ref if ref > floor else floor)
                     if r > u:
                         u = r
-                mx.add(z)
+                # SlidingMax.add(z), inlined: this loop is the detector's hot path.
+                if z > 0.0:
+                    mx.live += 1
+                    if z > cur:
+                        mx._cur = cur = z
+                fill = mx._fill + 1
+                if fill >= mx._block:
+                    done = mx._done
+                    done.append(cur)
+                    if len(done) > mx.blocks:
+                        del done[0]
+                    mx._past = max(done)
+                    mx._cur = 0.0
+                    mx._fill = 0
+                else:
+                    mx._fill = fill
         score = u * u / (1.0 + u * u)
         # Cooldown: after an alert-level score, only a stronger one gets through undamped.
-        self._since += 1
-        if self._since <= self.cooldown:
+        since = self._since + 1
+        if since <= self.cooldown:
             if score > self._peak:
                 self._peak = score
-                self._since = 0
+                since = 0
             else:
                 score *= 0.5
         elif score > 0.5:
             self._peak = score
-            self._since = 0
+            since = 0
+        self._since = since
+        a = self.context_weight
+        if a > 0.0:
+            # Contextual novelty joins as a second opinion: the larger of the two (novelty
+            # discounted by ``context_weight``) plus a bonus when both agree.
+            c = self._gate(c)
+            b = self.agree_weight
+            m = a * score
+            if c > m:
+                m = c
+            score = (m + b * score * c) / (a + b)
         return score
 
     def _get_state(self) -> dict[str, Any]:
@@ -231,8 +300,13 @@ class Ensemble(Detector):
             "last_t": self._last_t,
             "since": self._since,
             "peak": self._peak,
+            "gate": self._gate._since,
             "channels": [
-                {"views": [v.state() for v in ch.views], "maxima": [m.state() for m in ch.maxima]}
+                {
+                    "views": [v.state() for v in ch.views],
+                    "maxima": [m.state() for m in ch.maxima],
+                    "context": None if ch.context is None else ch.context.state(),
+                }
                 for ch in self._channels
             ],
         }
@@ -242,6 +316,7 @@ class Ensemble(Detector):
         self._last_t = None if state["last_t"] is None else float(state["last_t"])
         self._since = int(state["since"])
         self._peak = float(state["peak"])
+        self._gate._since = int(state["gate"])
         self._channels = []
         for cs in state["channels"]:
             ch = _Channel(self)
@@ -250,4 +325,6 @@ class Ensemble(Detector):
             for mx, ms in zip(ch.maxima, cs["maxima"], strict=True):
                 mx.load(ms)
             ch.pairs = list(zip(ch.views, ch.maxima, strict=True))
+            if ch.context is not None:
+                ch.context.load(cs["context"])
             self._channels.append(ch)

@@ -35,23 +35,35 @@ class SeasonalKernel:
     def step(self, t: float, x: float) -> float:
         if self._t0 is None:
             self._t0 = t
-        b = int(t * self.buckets / self.period) % self.buckets
+        buckets = self.buckets
+        b = int(t * buckets / self.period) % buckets
         z = 0.0
-        n = self._count[b]
+        counts = self._count
+        n = counts[b]
         if n:
-            d = x - self._mean[b]
-            if t - self._t0 >= self.min_cycles * self.period and n >= 2:
-                scale = max(
-                    1.2533 * self._dev[b], 0.25 * 1.2533 * self._gdev, 1e-9 * (1.0 + abs(self._mean[b]))
-                )
-                z = abs(d) / scale
-            a = max(self.alpha, 1.0 / (n + 1))
-            self._mean[b] += a * d
-            self._dev[b] += a * (abs(d) - self._dev[b])
-            self._gdev += 0.01 * (abs(d) - self._gdev)
+            means = self._mean
+            devs = self._dev
+            mean = means[b]
+            dev = devs[b]
+            d = x - mean
+            ad = d if d >= 0.0 else -d
+            gdev = self._gdev
+            if n >= 2 and t - self._t0 >= self.min_cycles * self.period:
+                scale = 1.2533 * dev
+                g = 0.25 * 1.2533 * gdev
+                if g > scale:
+                    scale = g
+                tiny = 1e-9 * (1.0 + (mean if mean >= 0.0 else -mean))
+                z = ad / (scale if scale > tiny else tiny)
+            a = 1.0 / (n + 1)
+            if a < self.alpha:
+                a = self.alpha
+            means[b] = mean + a * d
+            devs[b] = dev + a * (ad - dev)
+            self._gdev = gdev + 0.01 * (ad - gdev)
         else:
             self._mean[b] = x
-        self._count[b] = n + 1
+        counts[b] = n + 1
         return z
 
     def state(self) -> dict[str, Any]:

@@ -30,7 +30,8 @@ def test_scores_rows_and_flags_the_spike(tmp_path: Path) -> None:
     src = write(tmp_path / "in.csv", "timestamp,value", series_rows())
     out = tmp_path / "out.csv"
     res = score_csv(src, out=out, params={"warmup": 200})
-    rows = list(csv.DictReader(out.open()))
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
     assert res.rows == len(rows) == 800 and res.value_cols == ("value",)
     assert list(rows[0]) == ["timestamp", "score", "is_anomaly"]
     assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)

@@ -93,3 +93,37 @@ def test_l1_throughput() -> None:
         det.update(i * 60.0, x)
     rate = len(xs) / (time.perf_counter() - start)
     assert rate > 20000, f"{rate:.0f} points/s"
+
+
+def test_context_flags_a_new_rhythm_inside_the_normal_range() -> None:
+    # A square wave of period 20 between 0 and 10; from point 1500 it is 4. Every value
+    # stays inside the warm-up range, so only the sequence of levels is new.
+    xs = [10.0 if (i // 10) % 2 else 0.0 for i in range(1500)]
+    xs += [10.0 if (i // 2) % 2 else 0.0 for i in range(300)]
+    scores = run("context", xs, warmup=300)
+    assert max(scores[300:1500]) == 0.0
+    assert max(scores[1500:1510]) >= 0.4  # two of its five contexts are new
+
+
+def test_context_memory_is_bounded_and_round_trips() -> None:
+    from detect.streaming.context import ContextKernel
+
+    rng = random.Random(2)
+    k = ContextKernel(levels=4, orders=3, warmup=100)
+    for _ in range(20000):
+        k.step(rng.gauss(0.0, 1.0))
+    assert len(k._seen) <= sum(6**j for j in range(1, 4))
+    clone = ContextKernel(levels=4, orders=3, warmup=100)
+    clone.load(k.state())
+    xs = [rng.gauss(0.0, 3.0) for _ in range(200)]
+    assert [k.step(x) for x in xs] == [clone.step(x) for x in xs]
+
+
+def test_ensemble_context_view_can_be_switched_off() -> None:
+    xs = noisy_series(1500)
+    xs[1200] += 6.0
+    on = run("default", xs, warmup=200)
+    off = run("default", xs, warmup=200, context_weight=0.0)
+    assert on != off
+    assert_detected(off, 1200, 200, lag=1)
+    assert_detected(on, 1200, 200, lag=1)

@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 
 START = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
 STEP = timedelta(seconds=10)
-TINY = {"start": START, "step": STEP, "duration": STEP * 48}
+TINY: dict[str, Any] = {"start": START, "step": STEP, "duration": STEP * 48}
 """48 ten-second steps: the shortest run a single-fault scenario accepts (fault in the last 16)."""
 
 
@@ -28,7 +28,7 @@ def spans(messages: Iterable[tuple[str, Message]]) -> Iterator[tuple[dict[str, A
     for signal, message in messages:
         if signal != "traces":
             continue
-        for resource_spans in message.resource_spans:  # type: ignore[attr-defined]
+        for resource_spans in message.resource_spans:
             resource = attributes(resource_spans.resource.attributes)
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
@@ -39,7 +39,7 @@ def log_records(messages: Iterable[tuple[str, Message]]) -> Iterator[tuple[dict[
     for signal, message in messages:
         if signal != "logs":
             continue
-        for resource_logs in message.resource_logs:  # type: ignore[attr-defined]
+        for resource_logs in message.resource_logs:
             resource = attributes(resource_logs.resource.attributes)
             for scope_logs in resource_logs.scope_logs:
                 for record in scope_logs.log_records:
@@ -50,7 +50,7 @@ def metrics(messages: Iterable[tuple[str, Message]]) -> Iterator[tuple[dict[str,
     for signal, message in messages:
         if signal != "metrics":
             continue
-        for resource_metrics in message.resource_metrics:  # type: ignore[attr-defined]
+        for resource_metrics in message.resource_metrics:
             resource = attributes(resource_metrics.resource.attributes)
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:

@@ -12,16 +12,18 @@ from typing import Any
 
 import pytest
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 import fixtures
 from fixtures import SCENARIOS, GroundTruth, generate, ground_truth, iter_requests, main, to_proto
 from fixtures.faults import BadDeploy, StepEffects
-from fixtures.otlp_json import read_delimited
 from fixtures.scenarios import MIN_FAULT_STEPS
 from fixtures.templates import VALUE_FACTORIES, LogTemplate, Template
 from fixtures.topology import SHOP, DbCall
 from tests.fixtures_gen.helpers import START, STEP, TINY, attributes, log_records, metrics, spans
 from warroom.errors import InputError
+from warroom.otlp_json import read_delimited
 
 SERVER, CLIENT = 2, 3
 STATUS_ERROR = 2
@@ -87,28 +89,31 @@ def test_json_lines_parse_back_into_the_protobuf_requests(
             assert to_proto(signal, json.loads(line)) == proto
 
 
-def test_iter_requests_matches_the_files(messages: list[tuple[str, Message]]) -> None:
-    streamed = list(iter_requests("bad_deploy", seed=7, rate=3.0, **TINY))
+def test_iter_requests_matches_the_files(small: tuple[Path, GroundTruth]) -> None:
+    out, _ = small
+    streamed = list(iter_requests("cpu_saturation", seed=3, **SMALL))
     order = [s for s, _ in streamed]
     assert order[-1] == "metrics" and order.count("metrics") == 48
     for signal in fixtures.SIGNALS:
-        assert [m for s, m in streamed if s == signal] == [m for s, m in messages if s == signal]
+        with open(out / f"{signal}.pb", "rb") as stream:
+            assert [m for s, m in streamed if s == signal] == list(read_delimited(stream, signal))
 
 
-def test_requests_are_batched_and_in_time_order(messages: list[tuple[str, Message]]) -> None:
-    streamed = list(iter_requests("bad_deploy", seed=7, rate=3.0, max_batch=50, **TINY))
+def test_requests_are_batched_and_in_time_order() -> None:
+    streamed = list(iter_requests("cpu_saturation", seed=3, max_batch=20, **SMALL))
     last_metric = 0
-    for signal, message in streamed:
-        if signal == "traces":
-            count = sum(len(s.spans) for r in message.resource_spans for s in r.scope_spans)  # type: ignore[attr-defined]
-            assert 0 < count <= 50
-            assert len(message.resource_spans) > 1  # type: ignore[attr-defined]  # several services per request
-        if signal == "metrics":
+    resources_per_request = []
+    for _, message in streamed:
+        if isinstance(message, ExportTraceServiceRequest):
+            assert 0 < sum(len(s.spans) for r in message.resource_spans for s in r.scope_spans) <= 20
+            resources_per_request.append(len(message.resource_spans))
+        elif isinstance(message, ExportMetricsServiceRequest):
             stamp = (
                 message.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].time_unix_nano
-            )  # type: ignore[attr-defined]
+            )
             assert stamp > last_metric
             last_metric = stamp
+    assert max(resources_per_request) > 1  # one request carries several services, like a Collector batch
 
 
 # -- what the data looks like ------------------------------------------------------------------
@@ -176,7 +181,7 @@ def test_span_attributes_follow_semantic_conventions(messages: list[tuple[str, M
 
 def test_logs_are_correlated_with_spans(messages: list[tuple[str, Message]]) -> None:
     span_ids = {(span.trace_id, span.span_id): r["service.name"] for r, span in spans(messages)}
-    severities = Counter()
+    severities: Counter[str] = Counter()
     for resource, record in log_records(messages):
         severities[record.severity_text] += 1
         assert record.observed_time_unix_nano > record.time_unix_nano
@@ -284,7 +289,7 @@ def test_memory_leak_restarts_and_dependency_latency_slows_callers() -> None:
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_every_scenario_generates_with_consistent_truth(name: str) -> None:
     scenario = SCENARIOS[name]
-    run = {"start": START, "step": STEP, "duration": STEP * scenario.min_steps, "rate": 0.3}
+    run: dict[str, Any] = {"start": START, "step": STEP, "duration": STEP * scenario.min_steps, "rate": 0.3}
     truth = ground_truth(name, seed=1, **run)
     signals = Counter(signal for signal, _ in iter_requests(name, seed=1, **run))
     assert signals["metrics"] == scenario.min_steps and signals["traces"] > 0 and signals["logs"] > 0

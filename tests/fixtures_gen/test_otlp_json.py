@@ -19,9 +19,9 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Exemplar, Gauge, Metric, 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from fixtures import iter_requests
-from fixtures.otlp_json import HEX_IDS, delimit, from_proto, read_delimited, to_proto, write_delimited
 from tests.fixtures_gen.helpers import TINY
 from warroom.errors import DecodeError
+from warroom.otlp_json import HEX_IDS, delimit, from_proto, read_delimited, to_proto, write_delimited
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
@@ -133,7 +133,7 @@ def test_to_proto_accepts_snake_case_uppercase_hex_and_unknown_fields() -> None:
     }
     before = json.dumps(data, sort_keys=True)
     request = to_proto("traces", data)
-    span = request.resource_spans[0].scope_spans[0].spans[0]  # type: ignore[attr-defined]
+    span = request.resource_spans[0].scope_spans[0].spans[0]
     assert span.trace_id == b"\xab" * 16 and span.span_id == b"\xcd" * 8 and span.kind == 2
     assert json.dumps(data, sort_keys=True) == before  # the input is not modified
 
