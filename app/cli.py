@@ -57,9 +57,15 @@ def cli(ctx: click.Context, home: str | None) -> None:
 
 
 @cli.command("config")
+@click.option("--markdown", is_flag=True, help="Print the documentation table of all settings instead.")
 @click.pass_context
-def config_cmd(ctx: click.Context) -> None:
+def config_cmd(ctx: click.Context, markdown: bool) -> None:
     """Show every setting, its value and where it came from (secrets masked)."""
+    if markdown:
+        from warroom.config import markdown_table
+
+        click.echo(markdown_table())
+        return
     for env, value, source in settings_of(ctx).describe():
         click.echo(f"{env:<36} {value:<48} {source}")
 

@@ -172,7 +172,11 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting(
-        "batch_max_bytes", _parse_int, 64 << 20, "Flush when the buffered records reach this size.", _positive
+        "batch_max_bytes",
+        _parse_int,
+        16 << 20,
+        "Flush when a partition's buffered records reach this size.",
+        _positive,
     ),
     Setting("batch_max_seconds", _parse_float, 2.0, "Flush at least this often (seconds).", _positive),
     Setting(
@@ -257,6 +261,15 @@ class Settings:
                 value = _mask_dsn(value)
             out.append((s.env, value, self.sources.get(s.name, "default")))
         return out
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from :data:`SETTINGS` (a test keeps them equal)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = s.default if s.default != "" else "(empty)"
+        lines.append(f"| `{s.env}` | `{default}` | {s.doc} |")
+    return "\n".join(lines)
 
 
 def _mask_dsn(value: str) -> str:
