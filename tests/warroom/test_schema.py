@@ -126,7 +126,8 @@ def test_ttl_follows_the_setting(store: Any) -> None:
     def create_query() -> str:
         return str(
             store.scalar(
-                "SELECT create_table_query FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+                "SELECT create_table_query FROM system.tables "
+                "WHERE database = {d:String} AND name = {t:String}",
                 {"d": store.database, "t": s.LOGS},
             )
         )
