@@ -45,9 +45,13 @@ class KafkaIngest:
         self.buffers: dict[Any, PartitionBuffer] = {}
         self.events: queue.Queue[tuple[str, set[Any]]] = queue.Queue()
         self.consumer: Any = None
-        self.sink = Sink(
-            writer, stats, settings.retry_max_seconds, stop, self.ledger, keepalive=self._keepalive
-        )
+        # The inserter thread owns this sink; the consumer itself is only ever touched by the main
+        # thread (kafka-python is not thread-safe), which keeps polling while inserts run.
+        self.sink = Sink(writer, stats, settings.retry_max_seconds, stop, self.ledger)
+        self.lookup = Sink(writer, stats, settings.retry_max_seconds, stop, keepalive=self._keepalive)
+        self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
+        self.inserted: queue.Queue[tuple[str, int, int]] = queue.Queue()
+        self.failure: BaseException | None = None
 
     # -- consumer ------------------------------------------------------------------------------
 
@@ -104,7 +108,7 @@ class KafkaIngest:
         buffer = self.buffers.get(tp)
         if buffer is None:
             signal, _ = self.routes[tp.topic]
-            forced = self.sink.retry(lambda: self.ledger.pending(tp.topic, tp.partition, first_offset))
+            forced = self.lookup.retry(lambda: self.ledger.pending(tp.topic, tp.partition, first_offset))
             buffer = PartitionBuffer(tp.topic, tp.partition, signal, self.limits, list(forced))
             self.buffers[tp] = buffer
             if forced:
@@ -127,12 +131,15 @@ class KafkaIngest:
 
         self.consumer = self._connect()
         self.consumer.subscribe(sorted(self.routes), listener=Listener())
+        inserter = threading.Thread(target=self._insert_loop, name="ingest-inserter", daemon=True)
+        inserter.start()
         self.stats.state = "running"
         last_status = 0.0
         try:
             while not self.stop.is_set():
                 polled = self.consumer.poll(timeout_ms=100)
                 self._apply_rebalance_events()
+                self._commit_inserted()
                 for tp, messages in polled.items():
                     self._consume(tp, messages)
                 now = time.monotonic()
@@ -144,10 +151,13 @@ class KafkaIngest:
                     self._update_lag()
                     self.stats.write_status()
                     last_status = now
-            self._shutdown()
+            self._shutdown(inserter)
         except Stopped:
             log.warning("stopping while ClickHouse is unavailable: uncommitted records will be re-read")
         finally:
+            self.stop.set()
+            self._put(None, wait=False)
+            inserter.join(timeout=30)
             self.stats.state = "stopped"
             self.stats.write_status()
             self.consumer.close(autocommit=False)
@@ -166,25 +176,78 @@ class KafkaIngest:
                 self._flush(batch)
 
     def _flush(self, batch: Batch) -> None:
+        """Hand a complete batch to the inserter; blocks (still heartbeating) while two are queued."""
+        self._apply_rebalance_events()
+        self._put(batch, wait=True)
+
+    def _put(self, batch: Batch | None, wait: bool) -> None:
+        while True:
+            if wait:
+                self._raise_if_failed()
+            try:
+                self.queue.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                if not wait:
+                    return
+                self._keepalive()
+                self._commit_inserted()
+
+    def _insert_loop(self) -> None:
+        """Insert batches in order (ledger, idempotent insert, retries), reporting what is stored.
+
+        Running inserts beside the consumer overlaps ClickHouse's work with fetching and framing the
+        next records; per-partition order is kept because there is one inserter and one queue.
+        """
+        while True:
+            batch = self.queue.get()
+            if batch is None:
+                return
+            try:
+                self.sink.flush(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which stops
+                self.failure = exc
+                return
+            failpoints.hit("ingest.after_insert")
+            self.inserted.put((batch.topic, batch.partition, batch.last))
+
+    def _raise_if_failed(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def _commit_inserted(self) -> None:
+        """Commit the offsets of every batch ClickHouse has acknowledged (never before)."""
         from kafka.errors import KafkaError
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
-        self._apply_rebalance_events()
-        self.sink.flush(batch)
-        failpoints.hit("ingest.after_insert")
-        tp = TopicPartition(batch.topic, batch.partition)
+        offsets: dict[Any, Any] = {}
+        while True:
+            try:
+                topic, partition, last = self.inserted.get_nowait()
+            except queue.Empty:
+                break
+            offsets[TopicPartition(topic, partition)] = OffsetAndMetadata(last + 1, "", -1)
+        if not offsets:
+            return
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(batch.last + 1, "", -1)})
+            self.consumer.commit(offsets)
         except KafkaError as exc:
             # Rebalanced away: the rows are in ClickHouse under the batch's token; the new owner
             # replays the ledger range and the copy is dropped.
-            log.warning("offset commit failed", extra={"partition": str(tp), "error": str(exc)})
+            log.warning("offset commit failed", extra={"partitions": len(offsets), "error": str(exc)})
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, inserter: threading.Thread) -> None:
         for buffer in list(self.buffers.values()):
             batch = buffer.drain()
             if batch is not None:
                 self._flush(batch)
+        self._put(None, wait=True)
+        while inserter.is_alive():
+            self._keepalive()
+            self._commit_inserted()
+            inserter.join(timeout=0.1)
+        self._raise_if_failed()
+        self._commit_inserted()
         log.info("ingest stopped cleanly", extra=self.stats.snapshot()["items"])
 
     def _update_lag(self) -> None:
