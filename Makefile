@@ -18,8 +18,8 @@ install: $(STAMP)
 demo: install
 	$(BIN)/warroom demo
 
-## Everything CI checks: lint, the import contract, the test suite (unit + integration).
-test: install lint
+## Everything CI checks: lint, types, the import contract, the test suite (unit + integration).
+test: install lint typecheck
 	$(BIN)/pytest -q
 
 lint: install

@@ -173,7 +173,7 @@ def _produce(broker: LocalBroker, topic: str, payloads: list[bytes], partitions:
 
 def _status(home: Path) -> dict[str, Any]:
     try:
-        return json.loads((home / "ingest-status.json").read_text())  # type: ignore[no-any-return]
+        return json.loads((home / "ingest-status.json").read_text())
     except (OSError, ValueError):
         return {}
 

@@ -67,7 +67,7 @@ def check_point(t: float, x: Value, last_t: float | None, width: int | None) -> 
         raise InputError(f"value {x!r} is not numeric", reason="non_numeric")
     else:
         try:
-            xs = tuple(float(v) for v in x)  # type: ignore[union-attr]
+            xs = tuple(float(v) for v in x)
         except (TypeError, ValueError) as exc:
             raise InputError(f"value {x!r} is not numeric", reason="non_numeric") from exc
         if not xs:

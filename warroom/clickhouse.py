@@ -58,7 +58,7 @@ def connect(dsn: str) -> Any:
             try:
                 import clickhouse_connect
 
-                extra = {} if dsn.startswith("chdb:") else {"autogenerate_session_id": False}
+                extra: dict[str, Any] = {} if dsn.startswith("chdb:") else {"autogenerate_session_id": False}
                 client = clickhouse_connect.get_client(dsn=dsn, **extra)
             except Exception as exc:
                 raise translate_error(exc, "connect") from exc
