@@ -263,6 +263,132 @@ def _exemplars(dp: str) -> tuple[tuple[str, str], ...]:
     )
 
 
+#: The common shape every metric point is cast to, so one view flattens all five kinds.
+def _point_elements() -> tuple[tuple[str, str], ...]:
+    types = view("metrics").types
+    return (
+        ("kind", "String"),
+        ("attributes", f"Array({types['KeyValue0']})"),
+        ("start", "UInt64"),
+        ("time", "UInt64"),
+        ("value", "Float64"),
+        ("flags", "UInt32"),
+        ("exemplars", f"Array({types['Exemplar']})"),
+        ("count", "UInt64"),
+        ("sum", "Float64"),
+        ("bucket_counts", "Array(UInt64)"),
+        ("explicit_bounds", "Array(Float64)"),
+        ("min", "Float64"),
+        ("max", "Float64"),
+        ("scale", "Int32"),
+        ("zero_count", "UInt64"),
+        ("positive_offset", "Int32"),
+        ("positive_counts", "Array(UInt64)"),
+        ("negative_offset", "Int32"),
+        ("negative_counts", "Array(UInt64)"),
+        ("quantiles", "Array(Float64)"),
+        ("quantile_values", "Array(Float64)"),
+        ("temporality", "Int32"),
+        ("monotonic", "Bool"),
+    )
+
+
+def _points(kind: str) -> str:
+    """``m.<kind>.data_points`` mapped onto the common point tuple (absent fields get defaults)."""
+    p = "p"
+    common = {
+        "kind": f"'{kind}'",
+        "attributes": f"{p}.attributes",
+        "start": f"{p}.start_time_unix_nano",
+        "time": f"{p}.time_unix_nano",
+        "flags": f"{p}.flags",
+    }
+    per_kind = {
+        "gauge": {"value": _number(p), "exemplars": f"{p}.exemplars"},
+        "sum": {
+            "value": _number(p),
+            "exemplars": f"{p}.exemplars",
+            "temporality": "m.sum.aggregation_temporality",
+            "monotonic": "m.sum.is_monotonic",
+        },
+        "histogram": {
+            "exemplars": f"{p}.exemplars",
+            "count": f"{p}.count",
+            "sum": f"{p}.sum",
+            "bucket_counts": f"{p}.bucket_counts",
+            "explicit_bounds": f"{p}.explicit_bounds",
+            "min": f"{p}.min",
+            "max": f"{p}.max",
+            "temporality": "m.histogram.aggregation_temporality",
+        },
+        "exponential_histogram": {
+            "exemplars": f"{p}.exemplars",
+            "count": f"{p}.count",
+            "sum": f"{p}.sum",
+            "min": f"{p}.min",
+            "max": f"{p}.max",
+            "scale": f"{p}.scale",
+            "zero_count": f"{p}.zero_count",
+            "positive_offset": f"{p}.positive.offset",
+            "positive_counts": f"{p}.positive.bucket_counts",
+            "negative_offset": f"{p}.negative.offset",
+            "negative_counts": f"{p}.negative.bucket_counts",
+            "temporality": "m.exponential_histogram.aggregation_temporality",
+        },
+        "summary": {
+            "count": f"{p}.count",
+            "sum": f"{p}.sum",
+            "quantiles": f"arrayMap(q -> q.quantile, {p}.quantile_values)",
+            "quantile_values": f"arrayMap(q -> q.value, {p}.quantile_values)",
+        },
+    }[kind]
+    fields = {**common, **per_kind}
+    elements = _point_elements()
+    values = ", ".join(fields.get(name, f"defaultValueOfTypeName({_literal(ch)})") for name, ch in elements)
+    tuple_type = "Tuple(" + ", ".join(f"{name} {ch}" for name, ch in elements) + ")"
+    return f"arrayMap(p -> CAST(tuple({values}), {_literal(tuple_type)}), m.{kind}.data_points)"
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (for type names, which carry quoted enum labels)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_METRIC_KINDS = (
+    ("gauge", s.GAUGE),
+    ("sum", s.SUM),
+    ("histogram", s.HISTOGRAM),
+    ("exponential_histogram", s.EXP_HISTOGRAM),
+    ("summary", s.SUMMARY),
+)
+
+#: Null-engine table between the metrics staging view and the five metric tables: one heavy view
+#: flattens every point kind into it, five trivial views route rows by ``Kind``.
+POINTS = "warroom_points"
+
+_POINT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Kind", "kind"),
+    ("Value", "value"),
+    ("Flags", "flags"),
+    ("Count", "count"),
+    ("Sum", "sum"),
+    ("BucketCounts", "bucket_counts"),
+    ("ExplicitBounds", "explicit_bounds"),
+    ("Min", "min"),
+    ("Max", "max"),
+    ("Scale", "scale"),
+    ("ZeroCount", "zero_count"),
+    ("PositiveOffset", "positive_offset"),
+    ("PositiveBucketCounts", "positive_counts"),
+    ("NegativeOffset", "negative_offset"),
+    ("NegativeBucketCounts", "negative_counts"),
+    ("ValueAtQuantiles.Quantile", "quantiles"),
+    ("ValueAtQuantiles.Value", "quantile_values"),
+    ("AggregationTemporality", "temporality"),
+    ("IsMonotonic", "monotonic"),
+)
+
+
 def _metrics() -> list[Flattening]:
     dp = "dp"
     head = (
@@ -278,98 +404,50 @@ def _metrics() -> list[Flattening]:
         ("MetricDescription", "m.description"),
         ("MetricUnit", "m.unit"),
         ("Attributes", attributes(f"{dp}.attributes")),
-        ("StartTimeUnix", _seconds(f"{dp}.start_time_unix_nano")),
-        ("TimeUnix", _seconds(f"{dp}.time_unix_nano")),
+        ("StartTimeUnix", _seconds(f"{dp}.start")),
+        ("TimeUnix", _seconds(f"{dp}.time")),
     )
-    number = (("Value", _number(dp)), ("Flags", f"{dp}.flags"), *_exemplars(dp))
-    tail = (("Flags", f"{dp}.flags"), ("Min", f"{dp}.min"), ("Max", f"{dp}.max"))
-    kinds: list[tuple[str, str, tuple[tuple[str, str], ...]]] = [
-        ("gauge", s.GAUGE, number),
-        (
-            "sum",
-            s.SUM,
-            (
-                *number,
-                ("AggregationTemporality", "m.sum.aggregation_temporality"),
-                ("IsMonotonic", "m.sum.is_monotonic"),
-            ),
-        ),
-        (
-            "histogram",
-            s.HISTOGRAM,
-            (
-                ("Count", f"{dp}.count"),
-                ("Sum", f"{dp}.sum"),
-                ("BucketCounts", f"{dp}.bucket_counts"),
-                ("ExplicitBounds", f"{dp}.explicit_bounds"),
-                *_exemplars(dp),
-                *tail,
-                ("AggregationTemporality", "m.histogram.aggregation_temporality"),
-            ),
-        ),
-        (
-            "exponential_histogram",
-            s.EXP_HISTOGRAM,
-            (
-                ("Count", f"{dp}.count"),
-                ("Sum", f"{dp}.sum"),
-                ("Scale", f"{dp}.scale"),
-                ("ZeroCount", f"{dp}.zero_count"),
-                ("PositiveOffset", f"{dp}.positive.offset"),
-                ("PositiveBucketCounts", f"{dp}.positive.bucket_counts"),
-                ("NegativeOffset", f"{dp}.negative.offset"),
-                ("NegativeBucketCounts", f"{dp}.negative.bucket_counts"),
-                *_exemplars(dp),
-                *tail,
-                ("AggregationTemporality", "m.exponential_histogram.aggregation_temporality"),
-            ),
-        ),
-        (
-            "summary",
-            s.SUMMARY,
-            (
-                ("Count", f"{dp}.count"),
-                ("Sum", f"{dp}.sum"),
-                ("ValueAtQuantiles.Quantile", f"arrayMap(q -> q.quantile, {dp}.quantile_values)"),
-                ("ValueAtQuantiles.Value", f"arrayMap(q -> q.value, {dp}.quantile_values)"),
-                ("Flags", f"{dp}.flags"),
-            ),
-        ),
-    ]
-    out = []
-    for kind, table, columns in kinds:
-        source = (
-            "FROM (SELECT rm.scope_metrics AS scopes, rm.schema_url AS res_schema, "
-            f"{_res('rm')} AS res, {_WR} "
-            f"FROM {_STAGING} ARRAY JOIN resource_metrics AS rm) "
-            f"ARRAY JOIN scopes AS sm ARRAY JOIN sm.metrics AS m ARRAY JOIN m.{kind}.data_points AS dp"
-        )
-        reason = _time_reason(f"{dp}.time_unix_nano")
-        out.append(
-            Flattening(f"{kind}_points", "metrics", source, reason, head + columns, target=table, dead=False)
-        )
-    # One dead-letter view for every point kind: the views' per-insert planning cost is what
-    # limits small batches, so the rejects share a single view over all kinds' timestamps.
-    points = ", ".join(
-        f"arrayMap(p -> tuple('{kind}', p.time_unix_nano), m.{kind}.data_points)" for kind, _, _ in kinds
-    )
+    columns = head + tuple((col, f"{dp}.{el}") for col, el in _POINT_COLUMNS) + _exemplars(dp)
+    all_points = ", ".join(_points(kind) for kind, _ in _METRIC_KINDS)
     source = (
-        f"FROM (SELECT rm.scope_metrics AS scopes, {_res('rm')} AS res, {_WR} "
-        f"FROM {_STAGING} ARRAY JOIN resource_metrics AS rm) "
-        f"ARRAY JOIN scopes AS sm ARRAY JOIN sm.metrics AS m ARRAY JOIN arrayConcat({points}) AS pt"
+        "FROM (SELECT rm.scope_metrics AS scopes, rm.schema_url AS res_schema, "
+        f"{_res('rm')} AS res, {_WR} FROM {_STAGING} ARRAY JOIN resource_metrics AS rm) "
+        f"ARRAY JOIN scopes AS sm ARRAY JOIN sm.metrics AS m ARRAY JOIN arrayConcat({all_points}) AS {dp}"
     )
     item = _item_json(
         (
             ("service", "res['service.name']"),
             ("metric", "m.name"),
-            ("kind", "pt.1"),
-            ("time_unix_nano", "pt.2"),
+            ("kind", f"{dp}.kind"),
+            ("time_unix_nano", f"{dp}.time"),
         )
     )
-    out.append(
-        Flattening("points", "metrics", source, _time_reason("pt.2"), (), item, target=None, main=False)
-    )
-    return out
+    reason = _time_reason(f"{dp}.time")
+    return [Flattening("points", "metrics", source, reason, columns, item, target=POINTS)]
+
+
+def _points_table(store: ClickHouse) -> str:
+    """The intermediate table's DDL: every metric table's columns plus ``Kind``."""
+    types: dict[str, str] = {"Kind": "LowCardinality(String)"}
+    for _, table in _METRIC_KINDS:
+        for name, ch_type in store.rows(
+            "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String}",
+            {"d": store.database, "t": table},
+        ):
+            if name in s.COLUMNS[table]:
+                types.setdefault(name, ch_type)
+    columns = ", ".join(f"{ident(name)} {ch_type}" for name, ch_type in types.items())
+    return f"CREATE TABLE IF NOT EXISTS {store.table(POINTS)} ({columns}) ENGINE = Null"
+
+
+def _route_points(store: ClickHouse) -> None:
+    for kind, table in _METRIC_KINDS:
+        columns = ", ".join(ident(c) for c in s.COLUMNS[table])
+        route = store.table("warroom_route_" + kind)
+        store.command(
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {route} TO {store.table(table)} "
+            f"AS SELECT {columns} FROM {store.table(POINTS)} WHERE Kind = '{kind}'"
+        )
 
 
 def flattenings() -> list[Flattening]:
@@ -417,6 +495,8 @@ def create_staging(store: ClickHouse, opts: s.SchemaOptions) -> None:
     for signal in ("traces", "logs", "metrics"):
         columns = ", ".join(f"{ident(name)} {ch_type}" for name, ch_type in view(signal).columns)
         store.command(f"CREATE TABLE IF NOT EXISTS {store.table(_staging(signal))} ({columns}) ENGINE = Null")
+    store.command(_points_table(store))
+    _route_points(store)
     for f in flattenings():
         if f.main:
             store.command(_mv_sql(store, f, dead=False))

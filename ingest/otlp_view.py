@@ -186,11 +186,13 @@ class View:
     proto: str
     message: str
     columns: tuple[tuple[str, str], ...]
+    types: dict[str, str]  # view message name → its ClickHouse type (e.g. "Exemplar", "KeyValue0")
 
 
 class _Builder:
     def __init__(self) -> None:
         self.messages: dict[str, str] = {}
+        self.types: dict[str, str] = {}
 
     def message(self, desc: Descriptor, depth: int) -> tuple[str, str]:
         """Emit ``desc`` (at AnyValue depth ``depth``); return (proto name, ClickHouse type)."""
@@ -219,7 +221,9 @@ class _Builder:
             enum = ",".join(["'none'=0"] + [f"'{n}'={num}" for _, n, num in members])
             columns.append(f"{oneof_name} Enum8({enum})")
         self.messages.setdefault(name, f"message {name} {{ " + " ".join(body) + " }")
-        return name, "Tuple(" + ", ".join(columns) + ")"
+        ch_type = "Tuple(" + ", ".join(columns) + ")"
+        self.types.setdefault(name, ch_type)
+        return name, ch_type
 
     def field_type(self, parent: Descriptor, field: FieldDescriptor, depth: int) -> tuple[str, str]:
         if field.type != FieldDescriptor.TYPE_MESSAGE:
@@ -251,7 +255,7 @@ def view(signal: str) -> View:
     message = "WarroomIn" + signal.capitalize()
     body = "\n".join(builder.messages.values())
     proto = f'syntax = "proto3";\n{body}\nmessage {message} {{ ' + " ".join(decls) + " }\n"
-    return View(proto=proto, message=message, columns=tuple(columns))
+    return View(proto=proto, message=message, columns=tuple(columns), types=dict(builder.types))
 
 
 def _varint(value: int) -> bytes:

@@ -151,3 +151,18 @@ def test_a_retried_batch_is_not_duplicated(store: Any) -> None:
     writer.write("traces", batch, token)
     assert _count(store) == 15
     assert int(store.scalar(f"SELECT count() FROM {store.table(s.TRACE_ID_TS)}")) == 5
+
+
+def test_a_retried_metrics_batch_is_not_duplicated_through_the_points_view(store: Any) -> None:
+    from tests.otlp_builders import sdk_metrics
+
+    writer = NativeWriter(store, LIMITS, lambda: NOW)
+    request = sdk_metrics("svc", 3)
+    batch = [writer.prepare(Record("metrics", "otlp_proto", request.SerializeToString(), "kafka", "m", 0, 1))]
+    token = f"retry-metrics-{time.time_ns()}"
+    writer.write("metrics", batch, token)
+    writer.write("metrics", batch, token)
+    counts = [
+        int(store.scalar(f"SELECT count() FROM {store.table(t)}")) for t in (s.GAUGE, s.SUM, s.HISTOGRAM)
+    ]
+    assert counts == [3, 3, 3]
