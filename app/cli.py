@@ -225,6 +225,75 @@ def ingest_dead_letters(ctx: click.Context, limit: int) -> None:
         click.echo("\t".join(str(v) for v in row))
 
 
+# -- alerts --------------------------------------------------------------------------------------
+
+
+@cli.group("alerts")
+def alerts_group() -> None:
+    """The alerts table: detector output and alerts from outside (Alertmanager)."""
+
+
+@alerts_group.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.pass_context
+def alerts_import(ctx: click.Context, path: Path) -> None:
+    """Store the alerts of a Prometheus Alertmanager webhook payload (JSON file, '-' for stdin)."""
+    from app import wiring
+    from warroom import alerts
+    from warroom.errors import InputError
+
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+        payload = json.loads(text)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise InputError(f"{path}: malformed JSON: {exc}") from exc
+    converted = alerts.from_alertmanager(payload)
+    store, _ = wiring.migrated_store(settings_of(ctx))
+    alerts.write(store, converted)
+    click.echo(f"stored {len(converted)} alert(s)")
+
+
+@alerts_group.command("list")
+@click.option("--since", default="24h", show_default=True, help="Look-back window, e.g. 90m, 24h, 7d.")
+@click.option("--firing", is_flag=True, help="Only alerts that are still firing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def alerts_list(ctx: click.Context, since: str, firing: bool, as_json: bool) -> None:
+    """Alerts that started within the window, oldest first."""
+    from datetime import UTC, datetime
+
+    from app import wiring
+    from warroom import alerts
+    from warroom.timeparse import parse_duration
+
+    store, _ = wiring.migrated_store(settings_of(ctx))
+    start = datetime.now(UTC) - parse_duration(since)
+    for a in alerts.read(store, start, firing_only=firing):
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "fingerprint": a.fingerprint,
+                        "title": a.title,
+                        "severity": a.severity.value,
+                        "service": a.service,
+                        "starts_at": a.starts_at.isoformat(),
+                        "ends_at": a.ends_at.isoformat() if a.ends_at else None,
+                        "score": a.score,
+                        "source": a.source,
+                        "labels": dict(a.labels),
+                    }
+                )
+            )
+        else:
+            state = "firing" if a.firing else "resolved"
+            click.echo(
+                f"{a.starts_at:%Y-%m-%d %H:%M} {state:<8} {a.severity.value:<8} {a.service:<16} {a.title}"
+            )
+
+
 # -- fixtures, broker ----------------------------------------------------------------------------
 
 

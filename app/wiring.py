@@ -13,6 +13,7 @@ import time
 from ingest.native_sql import MIGRATION as INGEST_MIGRATION
 from ingest.otlp_parse import Limits
 from ingest.writer import NativeWriter
+from warroom.alerts import MIGRATION as ALERTS_MIGRATION
 from warroom.clickhouse import ClickHouse
 from warroom.config import Settings
 from warroom.errors import StoreError
@@ -21,7 +22,7 @@ from warroom.schema import MIGRATIONS_LIST, Migration, SchemaOptions, migrate
 
 log = logging.getLogger("warroom")
 
-STAGE_MIGRATIONS: tuple[Migration, ...] = (INGEST_MIGRATION,)
+STAGE_MIGRATIONS: tuple[Migration, ...] = (ALERTS_MIGRATION, INGEST_MIGRATION)
 
 
 def migrations() -> list[Migration]:
