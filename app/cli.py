@@ -225,6 +225,40 @@ def ingest_dead_letters(ctx: click.Context, limit: int) -> None:
         click.echo("\t".join(str(v) for v in row))
 
 
+# -- detect --------------------------------------------------------------------------------------
+
+
+@cli.group()
+def detect() -> None:
+    """Anomaly detection over stored telemetry and over exported series."""
+
+
+@detect.command("score-csv")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--timestamp-col", default=None, help="Timestamp column (default: the first column).")
+@click.option(
+    "--value-cols", default=None, help="Comma-separated value columns (default: all numeric others)."
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output CSV (default: stdout).")
+@click.option("--detector", default="default", show_default=True, help="A registered detector name.")
+@click.option("--threshold", default=0.5, show_default=True, type=float, help="is_anomaly when score ≥ this.")
+def detect_score_csv(
+    path: Path,
+    timestamp_col: str | None,
+    value_cols: str | None,
+    out: Path | None,
+    detector: str,
+    threshold: float,
+) -> None:
+    """Score a CSV time series row by row in streaming order: writes timestamp,score,is_anomaly."""
+    from detect.csv_score import score_csv
+
+    columns = [c.strip() for c in value_cols.split(",")] if value_cols else None
+    result = score_csv(path, timestamp_col, columns, out, detector=detector, threshold=threshold)
+    if out is not None:
+        click.echo(f"scored {result.rows} rows, {result.anomalies} flagged; wrote {out}", err=True)
+
+
 # -- alerts --------------------------------------------------------------------------------------
 
 
