@@ -259,6 +259,74 @@ def detect_score_csv(
         click.echo(f"scored {result.rows} rows, {result.anomalies} flagged; wrote {out}", err=True)
 
 
+@detect.command("run")
+@click.option("--from", "start", default="now-1h", show_default=True, help="ISO-8601 or now-2h.")
+@click.option("--to", "end", default="now", show_default=True, help="ISO-8601 or now.")
+@click.option(
+    "--step", default=60, show_default=True, type=click.IntRange(10, 3600), help="Seconds per point."
+)
+@click.option("--rules", type=click.Path(path_type=Path), default=None, help="Rules/SLO TOML file.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def detect_run(
+    ctx: click.Context, start: str, end: str, step: int, rules: Path | None, as_json: bool
+) -> None:
+    """Detect over stored telemetry in [--from, --to) and write alerts (resumes from saved state)."""
+    from app import wiring
+    from detect.run import DetectRunner, RunConfig, describe, load_rules_file
+    from warroom.timeparse import parse_time
+
+    settings = settings_of(ctx)
+    store, _ = wiring.migrated_store(settings)
+    runner = DetectRunner(
+        store, settings.home / "state" / "detect.json", RunConfig(step_s=step, rules=load_rules_file(rules))
+    )
+    result = runner.run(parse_time(start), parse_time(end))
+    if as_json:
+        click.echo(json.dumps(describe(result)))
+        return
+    for alert in result.opened:
+        click.echo(
+            f"{alert.starts_at:%Y-%m-%d %H:%M} {alert.severity.value:<8} {alert.service:<16} {alert.title}"
+        )
+    click.echo(f"{len(result.opened)} alert(s) opened over {result.series} series", err=True)
+
+
+@detect.command("watch")
+@click.option("--step", default=60, show_default=True, type=click.IntRange(10, 3600))
+@click.option("--rules", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+def detect_watch(ctx: click.Context, step: int, rules: Path | None) -> None:
+    """Run detection every step on the newest complete step, until SIGTERM/SIGINT."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from app import wiring
+    from detect.run import DetectRunner, RunConfig, load_rules_file
+
+    settings = settings_of(ctx)
+    stop = _stop_on_signals()
+    store, _ = wiring.migrated_store(settings, stop)
+    runner = DetectRunner(
+        store, settings.home / "state" / "detect.json", RunConfig(step_s=step, rules=load_rules_file(rules))
+    )
+    while not stop.is_set():
+        now = datetime.now(UTC)
+        end = datetime.fromtimestamp(int(now.timestamp()) // step * step, tz=UTC)
+        start = (
+            datetime.fromtimestamp(runner.last_end, tz=UTC)
+            if runner.last_end
+            else end - timedelta(seconds=step)
+        )
+        if end > start:
+            result = runner.run(start, end)
+            for alert in result.opened:
+                click.echo(
+                    f"{alert.starts_at:%H:%M} {alert.severity.value:<8} {alert.service:<16} {alert.title}"
+                )
+        stop.wait(max(1.0, step - (time.time() - end.timestamp())))
+
+
 # -- alerts --------------------------------------------------------------------------------------
 
 

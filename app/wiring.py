@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 
+from detect.run import MIGRATION as DETECT_MIGRATION
 from ingest.native_sql import MIGRATION as INGEST_MIGRATION
 from ingest.otlp_parse import Limits
 from ingest.writer import NativeWriter
@@ -22,7 +23,7 @@ from warroom.schema import MIGRATIONS_LIST, Migration, SchemaOptions, migrate
 
 log = logging.getLogger("warroom")
 
-STAGE_MIGRATIONS: tuple[Migration, ...] = (ALERTS_MIGRATION, INGEST_MIGRATION)
+STAGE_MIGRATIONS: tuple[Migration, ...] = (ALERTS_MIGRATION, INGEST_MIGRATION, DETECT_MIGRATION)
 
 
 def migrations() -> list[Migration]:

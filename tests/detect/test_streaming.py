@@ -72,26 +72,31 @@ def test_ensemble_cooldown_pages_once_per_incident() -> None:
 def test_sorted_window_and_sliding_max_match_brute_force() -> None:
     rng = random.Random(5)
     w, m = SortedWindow(50), SlidingMax(64, blocks=8)
+    long = SlidingMax(64, blocks=8, long_size=200)
     seen: list[float] = []
     for _ in range(500):
         v = rng.choice([abs(rng.gauss(0, 1)), 0.0, 1.0])
         w.add(v)
         m.add(v)
+        long.add(v)
         seen.append(v)
         recent = sorted(seen[-50:])
         assert w.median() == pytest.approx((recent[len(recent) // 2] + recent[(len(recent) - 1) // 2]) / 2)
         # Block maxima cover between 64 and 64 + 8 of the latest points.
         assert max(seen[-64:]) <= m.max() <= max(seen[-72:])
+        assert max(seen[-200:]) <= long.long_max() <= max(seen[-208:])
+        assert max(seen[-64:]) <= long.max() <= max(seen[-72:])
 
 
 def test_l1_throughput() -> None:
     """The default ensemble is meant for >= 50k points/s on one core; this guards against regressions."""
     xs = noisy_series(20000)
     det = BUILTINS["ensemble"](warmup=500)
-    start = time.perf_counter()
+    # CPU time of this process: other jobs on a shared machine must not fail the guard.
+    start = time.process_time()
     for i, x in enumerate(xs):
         det.update(i * 60.0, x)
-    rate = len(xs) / (time.perf_counter() - start)
+    rate = len(xs) / (time.process_time() - start)
     assert rate > 20000, f"{rate:.0f} points/s"
 
 
@@ -127,3 +132,62 @@ def test_ensemble_context_view_can_be_switched_off() -> None:
     assert on != off
     assert_detected(off, 1200, 200, lag=1)
     assert_detected(on, 1200, 200, lag=1)
+
+
+def _fused_and_generic(xs: list[float], **params: object) -> tuple[list[float], list[float]]:
+    fast = BUILTINS["ensemble"](**params)
+    slow = BUILTINS["ensemble"](**params)
+    slow.fused = False
+    a = [fast.update(i * 300.0, x) for i, x in enumerate(xs)]
+    b = [slow.update(i * 300.0, x) for i, x in enumerate(xs)]
+    assert fast._fast and not slow._fast
+    return a, b
+
+
+def test_fused_path_matches_generic_loop() -> None:
+    """The inlined single-stream kernel is an optimisation only: every score is identical."""
+    rng = random.Random(3)
+    xs = noisy_series(3000, seed=4)
+    xs[1200] += 9.0
+    xs = xs[:2000] + [x + 3.0 for x in xs[2000:]]  # level shift: the CUSUM resets
+    xs += [rng.gauss(10.0, 4.0) for _ in range(400)]  # variance change
+    xs += [10.0] * 200 + [-50.0, 1e6]  # flat stretch, out-of-range values
+    a, b = _fused_and_generic(xs, warmup=300)
+    assert a == b
+    assert max(a[300:]) > 0.5
+    a, b = _fused_and_generic(xs, warmup=100, long_weight=0.0, suppress=0, context_weight=0.0)
+    assert a == b
+
+
+def test_fused_path_state_round_trip() -> None:
+    from detect.base import Detector
+
+    xs = noisy_series(1200, seed=9)
+    xs[900] += 7.0
+    det = BUILTINS["ensemble"](warmup=200)
+    for i, x in enumerate(xs[:600]):
+        det.update(i * 300.0, x)
+    clone = Detector.from_json(det.to_json())
+    rest = list(enumerate(xs[600:], start=600))
+    assert [det.update(i * 300.0, x) for i, x in rest] == [clone.update(i * 300.0, x) for i, x in rest]
+
+
+def test_long_memory_mutes_a_repeat_of_last_weeks_burst() -> None:
+    """A burst half the size of one a few warm-ups ago is no record for the long memory."""
+    xs = noisy_series(4000, seed=12)
+    xs[1000] += 12.0
+    xs[2400] += 6.0  # > 2 warm-ups (the short history) after the first, < 6 (the long one)
+    on = run("default", xs, warmup=300, context_weight=0.0)
+    off = run("default", xs, warmup=300, context_weight=0.0, long_weight=0.0)
+    assert on[1000] > 0.5 and off[1000] > 0.5
+    assert off[2400] > 0.5 > on[2400]
+
+
+def test_quiet_period_halves_repeats() -> None:
+    xs = noisy_series(1500)
+    xs[1200] += 8.0
+    xs[1205] += 12.0  # a bigger repeat right after: still reported, but halved
+    quiet = run("default", xs, warmup=200, context_weight=0.0)
+    loud = run("default", xs, warmup=200, context_weight=0.0, suppress=0)
+    assert quiet[1200] == loud[1200] > 0.5
+    assert quiet[1205] == pytest.approx(loud[1205] / 2)
