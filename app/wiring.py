@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 
+from correlate.topology import MIGRATION as TOPOLOGY_MIGRATION
 from detect.run import MIGRATION as DETECT_MIGRATION
 from ingest.native_sql import MIGRATION as INGEST_MIGRATION
 from ingest.otlp_parse import Limits
@@ -23,7 +24,12 @@ from warroom.schema import MIGRATIONS_LIST, Migration, SchemaOptions, migrate
 
 log = logging.getLogger("warroom")
 
-STAGE_MIGRATIONS: tuple[Migration, ...] = (ALERTS_MIGRATION, INGEST_MIGRATION, DETECT_MIGRATION)
+STAGE_MIGRATIONS: tuple[Migration, ...] = (
+    ALERTS_MIGRATION,
+    INGEST_MIGRATION,
+    DETECT_MIGRATION,
+    TOPOLOGY_MIGRATION,
+)
 
 
 def migrations() -> list[Migration]:

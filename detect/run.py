@@ -23,6 +23,7 @@ from typing import Any
 
 from detect.alerting import AlertPolicy, DetectState, alerts_from_changes, detect_series
 from detect.log_templates import TemplateMiner
+from detect.ml import MlConfig
 from detect.rules import RuleSet, load_rules
 from detect.series import fetch_series
 from detect.series_common import SeriesLimits
@@ -71,7 +72,8 @@ class RunConfig:
     history: timedelta = timedelta(hours=2)
     rules: RuleSet = field(default_factory=RuleSet)
     limits: SeriesLimits = field(default_factory=SeriesLimits)
-    policy: AlertPolicy = field(default_factory=AlertPolicy)
+    # Layer 2 (PyOD over per-service feature vectors) is on: it corroborates what L1 escalates.
+    policy: AlertPolicy = field(default_factory=lambda: AlertPolicy(ml=MlConfig()))
     max_log_lines: int = 200_000
     template_top_n: int = 200
     template_warmup: timedelta = timedelta(minutes=30)  # templates seen first after this are "new"

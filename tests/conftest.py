@@ -57,7 +57,7 @@ def store(_migrated: Any) -> Any:
     """
     from warroom import schema as s
 
-    for table in (*s.TELEMETRY_TABLES, s.TRACE_ID_TS, s.DEAD_LETTERS, s.LEDGER, "alerts"):
+    for table in (*s.TELEMETRY_TABLES, s.TRACE_ID_TS, s.DEAD_LETTERS, s.LEDGER, "alerts", "warroom_topology"):
         _migrated.command(f"TRUNCATE TABLE {_migrated.table(table)}")
     return _migrated
 
