@@ -33,7 +33,7 @@ def run(settings: Settings, scenario: str, duration: str, rate: float, use_kafka
 
     out = settings.home / "demo" / scenario
     shutil.rmtree(out, ignore_errors=True)
-    click.echo(f"[1/4] generating scenario {scenario!r} ({duration}, {rate} req/s) into {out}")
+    click.echo(f"[1/5] generating scenario {scenario!r} ({duration}, {rate} req/s) into {out}")
     code = fixtures_main(
         [
             "generate",
@@ -64,15 +64,39 @@ def run(settings: Settings, scenario: str, duration: str, rate: float, use_kafka
     if use_kafka:
         _via_kafka(settings, store, out, expected)
     else:
-        click.echo("[2/4] ingesting the OTLP files (no broker)")
+        click.echo("[2/5] ingesting the OTLP files (no broker)")
         ingest_files(
             [out / "traces.jsonl", out / "logs.jsonl", out / "metrics.jsonl"],
             settings,
             wiring.writer(settings, store),
             IngestStats(),
         )
-        click.echo("[3/4] stored")
+        click.echo("[3/5] stored")
     _report(store, truth, expected)
+    _detect(settings, store, truth)
+
+
+def _detect(settings: Settings, store: ClickHouse, truth: dict) -> None:
+    """Run the layered detectors over the scenario, as ``warroom detect run`` would."""
+    from datetime import datetime
+
+    from detect.run import DetectRunner
+
+    start = datetime.fromisoformat(truth["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(truth["end"].replace("Z", "+00:00"))
+    state = settings.home / "demo" / "detect-state.json"
+    state.unlink(missing_ok=True)
+    click.echo("[5/5] warroom detect run (series in ClickHouse → L0/L1/L2 detectors → alerts table)")
+    result = DetectRunner(store, state).run(start + (end - start) / 6, end)
+    for alert in sorted(result.opened, key=lambda a: a.starts_at)[:12]:
+        click.echo(
+            f"      {alert.starts_at:%H:%M} {alert.severity.value:<8} {alert.service:<15} {alert.title}"
+        )
+    more = len(result.opened) - 12
+    click.echo(
+        f"      {len(result.opened)} alert(s) opened over {result.series} series"
+        + (f" ({more} more)" if more > 0 else "")
+    )
 
 
 def _reset(store: ClickHouse) -> None:
@@ -87,10 +111,10 @@ def _via_kafka(settings: Settings, store: ClickHouse, out: Path, expected: dict[
         settings = settings.replace(kafka_bootstrap=broker.bootstrap, kafka_group_id=f"warroom-demo-{uid}")
         topics = [topic for topic, _ in settings.topics().values()]
         broker.create_topics(topics, partitions=2)
-        click.echo(f"[2/4] local broker on {broker.bootstrap}; producing the scenario to {', '.join(topics)}")
+        click.echo(f"[2/5] local broker on {broker.bootstrap}; producing the scenario to {', '.join(topics)}")
         sent = produce_dir(settings, broker.bootstrap, out)
         click.echo(f"      produced {sum(sent.values())} Kafka records (one Export*ServiceRequest each)")
-        click.echo("[3/4] warroom ingest kafka (consumer group, commit after insert)")
+        click.echo("[3/5] warroom ingest kafka (consumer group, commit after insert)")
         stats = IngestStats(settings.home / "ingest-status.json")
         stop = threading.Event()
         worker = KafkaIngest(settings, wiring.writer(settings, store), stats, stop)
@@ -112,7 +136,7 @@ def _via_kafka(settings: Settings, store: ClickHouse, out: Path, expected: dict[
 
 
 def _report(store: ClickHouse, truth: dict, expected: dict[str, int]) -> None:
-    click.echo("[4/4] what landed in ClickHouse (the OpenTelemetry Collector exporter's tables)")
+    click.echo("[4/5] what landed in ClickHouse (the OpenTelemetry Collector exporter's tables)")
     metric_rows = sum(int(store.scalar(f"SELECT count() FROM {store.table(t)}")) for t in s.METRIC_TABLES)
     rows = {
         "spans (otel_traces)": int(store.scalar(f"SELECT count() FROM {store.table(s.TRACES)}")),
