@@ -327,6 +327,43 @@ def detect_watch(ctx: click.Context, step: int, rules: Path | None) -> None:
         stop.wait(max(1.0, step - (time.time() - end.timestamp())))
 
 
+# -- correlate -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def correlate() -> None:
+    """Alerts into incidents: grouping, root-cause ranking, replay."""
+
+
+@correlate.command("replay")
+@click.option("--alerts", "alerts_path", type=click.Path(path_type=Path), required=True, help="Alerts JSONL.")
+@click.option(
+    "--topology",
+    "topology_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Topology JSON (as `Topology.to_json`); without it topology proximity scores 0.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Incidents JSONL to write.")
+def correlate_replay(alerts_path: Path, topology_path: Path | None, out: Path) -> None:
+    """Group a recorded alert stream offline (deterministic) and write incidents with their 'why'."""
+    from correlate.replay import replay
+    from correlate.topology import Topology
+    from warroom.errors import InputError
+
+    topology = None
+    if topology_path is not None:
+        try:
+            topology = Topology.from_json(topology_path.read_text())
+        except OSError as exc:
+            raise InputError(f"cannot read {topology_path}: {exc.strerror or exc}") from exc
+    summary = replay(alerts_path, out, topology)
+    click.echo(
+        f"{summary.alerts} alert(s) → {summary.incidents} incident(s) "
+        f"({summary.duplicates} updates, compression {summary.compression:.2f}); wrote {out}"
+    )
+
+
 # -- alerts --------------------------------------------------------------------------------------
 
 
