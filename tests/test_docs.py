@@ -25,7 +25,21 @@ def test_readme_names_the_two_setup_commands_and_ci_runs_the_test_one() -> None:
 def test_every_command_has_help() -> None:
     runner = CliRunner()
     groups = {
-        "": ["config", "db", "ingest", "fixtures", "broker", "bench", "demo"],
+        "": [
+            "config",
+            "db",
+            "ingest",
+            "fixtures",
+            "broker",
+            "bench",
+            "demo",
+            "detect",
+            "alerts",
+            "correlate",
+        ],
+        "detect": ["run", "watch", "score-csv"],
+        "alerts": ["import", "list"],
+        "correlate": ["replay"],
         "db": ["migrate", "status"],
         "ingest": ["kafka", "file", "status", "dead-letters"],
         "bench": ["ingest", "nab", "logs"],
