@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from detect.run import DetectRunner, RunConfig
+from fixtures import FaultTruth
 from ingest.otlp_parse import Limits
 from ingest.writer import NativeWriter, Prepared, Record
 from warroom.clickhouse import ClickHouse
@@ -115,7 +116,5 @@ def _touches(alert: Alert, services: set[str]) -> bool:
     return bool(values & services)
 
 
-def _during(alert: Alert, fault: object) -> bool:
-    start = getattr(fault, "start")  # noqa: B009 - FaultTruth
-    end = getattr(fault, "end")  # noqa: B009
-    return bool(start - timedelta(minutes=2) <= alert.starts_at <= end + timedelta(minutes=10))
+def _during(alert: Alert, fault: FaultTruth) -> bool:
+    return fault.start - timedelta(minutes=2) <= alert.starts_at <= fault.end + timedelta(minutes=10)

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -158,11 +158,11 @@ class DetectRunner:
         # raised is not news. Later runs resume from their saved state and report everything.
         first_run = self.last_end is None
         changed = [a for a in alerts_from_changes(result.changes) if not (first_run and a.starts_at < start)]
-        enriched = [self._enrich(a, series) for a in changed]
+        enriched = [self._enrich(a) for a in changed]
         written = alert_store.write(self.store, enriched) if enriched else 0
         self.last_end = int(end.timestamp())
         self.save()
-        opened = [self._enrich(a, series) for a in result.opened if not (first_run and a.starts_at < start)]
+        opened = [self._enrich(a) for a in result.opened if not (first_run and a.starts_at < start)]
         log.info(
             "detection run",
             extra={
@@ -171,7 +171,7 @@ class DetectRunner:
                 "series": len(series),
                 "opened": len(opened),
                 "written": written,
-                "dropped_series": report.dropped_total if hasattr(report, "dropped_total") else None,
+                "dropped_series": report.dropped_total,
             },
         )
         return RunResult(start, end, len(series), opened, written, len(self.miner), len(new_templates))
@@ -272,7 +272,7 @@ class DetectRunner:
         names = ("host.name", "k8s.pod.name", "k8s.node.name", "service.version")
         return {r[0]: {n: v for n, v in zip(names, r[1:], strict=True) if v} for r in rows}
 
-    def _enrich(self, alert: Alert, series: list[Series]) -> Alert:
+    def _enrich(self, alert: Alert) -> Alert:
         """Exemplar trace ids and sample log lines from the alert's service around its onset."""
         service = alert.service
         if not service or alert.evidence.trace_ids:
@@ -303,8 +303,6 @@ class DetectRunner:
             log_template=template or alert.evidence.log_template,
             query=alert.evidence.query,
         )
-        from dataclasses import replace
-
         return replace(alert, evidence=evidence)
 
 

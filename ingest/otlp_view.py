@@ -22,7 +22,7 @@ from functools import cache
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from warroom.otlp_json import REQUEST_TYPES
+from warroom.otlp_json import REQUEST_TYPES, varint
 
 ANY_DEPTH = 2
 
@@ -258,20 +258,8 @@ def view(signal: str) -> View:
     return View(proto=proto, message=message, columns=tuple(columns), types=dict(builder.types))
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
 def _key(number: int, wire_type: int) -> bytes:
-    return _varint((number << 3) | wire_type)
+    return varint((number << 3) | wire_type)
 
 
 _KEYS = {name: _key(number, 2 if proto == "string" else 0) for name, number, proto, _ in EXTRA_FIELDS}
@@ -286,25 +274,20 @@ def trailer(
     return b"".join(
         (
             _KEYS["wr_source"],
-            _varint(len(source_b)),
+            varint(len(source_b)),
             source_b,
             _KEYS["wr_topic"],
-            _varint(len(topic_b)),
+            varint(len(topic_b)),
             topic_b,
             _KEYS["wr_partition"],
-            _varint(partition & 0xFFFFFFFFFFFFFFFF),
+            varint(partition & 0xFFFFFFFFFFFFFFFF),
             _KEYS["wr_offset"],
-            _varint(offset & 0xFFFFFFFFFFFFFFFF),
+            varint(offset & 0xFFFFFFFFFFFFFFFF),
             _KEYS["wr_max_time"],
-            _varint(max_time),
+            varint(max_time),
             _KEYS["wr_attr_limit"],
-            _varint(attr_limit),
+            varint(attr_limit),
             _KEYS["wr_body_limit"],
-            _varint(body_limit),
+            varint(body_limit),
         )
     )
-
-
-def length_delimited(message: bytes) -> bytes:
-    """The ``Protobuf`` format's framing: varint length, then the message."""
-    return _varint(len(message)) + message

@@ -28,10 +28,11 @@ from pathlib import Path
 
 from ingest.native_sql import staging_table
 from ingest.otlp_parse import Limits, parse
-from ingest.otlp_view import length_delimited, trailer, view
+from ingest.otlp_view import trailer, view
 from warroom import schema as s
 from warroom.clickhouse import ClickHouse, translate_error
 from warroom.errors import DecodeError
+from warroom.otlp_json import delimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ class NativeWriter:
             self.limits.max_attr_value_chars,
             self.limits.max_body_chars,
         )
-        return Prepared(record, length_delimited(body + extra), count_items(record.signal, request))
+        return Prepared(record, delimit(body + extra), count_items(record.signal, request))
 
     def write(self, signal: str, batch: Sequence[Prepared], token: str) -> WriteResult:
         """Insert a batch idempotently under ``token``; raises a retryable StoreError on outages."""

@@ -106,7 +106,7 @@ def to_proto(signal: str, data: Mapping[str, Any]) -> Message:
 
 def delimit(payload: bytes) -> bytes:
     """``payload`` with its varint length prefix: one record of a length-delimited file."""
-    return _varint(len(payload)) + payload
+    return varint(len(payload)) + payload
 
 
 def write_delimited(stream: IO[bytes], message: Message) -> None:
@@ -118,7 +118,7 @@ def read_delimited(stream: IO[bytes], signal: str) -> Iterator[Message]:
     """Read the messages :func:`write_delimited` wrote; a truncated file is a DecodeError."""
     cls = request_type(signal)
     while True:
-        size = _read_varint(stream)
+        size = _readvarint(stream)
         if size is None:
             return
         payload = stream.read(size)
@@ -274,7 +274,8 @@ def _hex_id(name: str, value: Any, size: int) -> str:
 # -- varints -------------------------------------------------------------------------------------
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative integer (lengths, field keys, values)."""
     out = bytearray()
     while True:
         bits = value & 0x7F
@@ -286,7 +287,7 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(stream: IO[bytes]) -> int | None:
+def _readvarint(stream: IO[bytes]) -> int | None:
     result = shift = 0
     while True:
         byte = stream.read(1)
