@@ -23,11 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ingest.batcher import Batch
+from ingest.otlp_parse import parse
 from ingest.sink import Sink
 from ingest.stats import IngestStats
 from ingest.writer import NativeWriter, Record
 from warroom.config import Settings
-from warroom.errors import InputError
+from warroom.errors import DecodeError, InputError
 
 _JSON_KEYS = {
     "resourceSpans": "traces",
@@ -113,10 +114,20 @@ def read_records(path: Path, signal: str | None = None) -> Iterator[Record]:
             reason="unknown_signal",
         )
     messages = _length_delimited(data)
-    if messages is None or not messages:
+    if not messages or not all(_parses(signal, m) for m in messages):
+        # A single request can happen to read as a delimited stream (its first byte is a small
+        # length): only take the split when every piece is itself a valid request.
         messages = [data]
     for index, message in enumerate(messages):
         yield Record(signal, "otlp_proto", message, "file", topic, 0, index)
+
+
+def _parses(signal: str, message: bytes) -> bool:
+    try:
+        parse(signal, "otlp_proto", message)
+    except DecodeError:
+        return False
+    return True
 
 
 def _json_signal(line: bytes) -> str | None:

@@ -71,3 +71,14 @@ def test_read_records_rules(tmp_path: Path) -> None:
     assert [r.payload for r in read_records(path, "traces")] == [b"\x0a\x02ab"]
     with pytest.raises(InputError):
         list(read_records(tmp_path / "absent.jsonl"))
+
+
+def test_a_single_request_that_also_reads_as_a_delimited_stream_stays_whole(tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add(schema_url="abcdefg")  # 0a 09 1a 07 …: also "one 10-byte message"
+    data = request.SerializeToString()
+    path = tmp_path / "single-traces.bin"
+    path.write_bytes(data)
+    assert [r.payload for r in read_records(path)] == [data]
