@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -335,6 +336,75 @@ def correlate() -> None:
     """Alerts into incidents: grouping, root-cause ranking, replay."""
 
 
+@correlate.command("run")
+@click.option("--from", "start", default="now-1h", show_default=True, help="ISO-8601 or now-2h.")
+@click.option("--to", "end", default="now", show_default=True, help="ISO-8601 or now.")
+@click.option(
+    "--learn-topology/--no-learn-topology",
+    default=True,
+    show_default=True,
+    help="Learn the service topology from the traces of the range first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+@click.pass_context
+def correlate_run(ctx: click.Context, start: str, end: str, learn_topology: bool, as_json: bool) -> None:
+    """Group the alerts that started in [--from, --to) into incidents and send their notices."""
+    from app import wiring
+    from correlate.topology_refresh import refresh
+    from warroom.timeparse import parse_time
+
+    settings = settings_of(ctx)
+    since, until = parse_time(start), parse_time(end)
+    store, _ = wiring.migrated_store(settings)
+    if learn_topology:
+        refresh(store, until, max(until - since, timedelta(hours=1)))
+    state = wiring.state_db(settings)
+    correlator, outbox = wiring.correlator(settings, store, state, data_time=until)
+    with outbox:
+        summary = correlator.run(since, until)
+        _deliver_now(outbox)
+    if as_json:
+        click.echo(json.dumps(summary.to_json()))
+        return
+    click.echo(
+        f"{summary.alerts} alert(s): {summary.opened} incident(s) opened, {summary.resolved} resolved, "
+        f"{summary.open_incidents} open; {summary.notices} notice(s) queued"
+    )
+
+
+def _deliver_now(outbox: Any, timeout: float = 30.0) -> None:
+    """One-shot commands try their queued notices before exiting; what fails stays queued."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not outbox.dispatch_once():
+            return
+
+
+@correlate.command("watch")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600))
+@click.option(
+    "--topology-every",
+    default=300,
+    show_default=True,
+    type=click.IntRange(30, 86400),
+    help="Seconds between topology refreshes from the latest hour of traces.",
+)
+@click.pass_context
+def correlate_watch(ctx: click.Context, interval: float, topology_every: int) -> None:
+    """Correlate alerts as they arrive, resolve quiet incidents and deliver notices, until SIGTERM."""
+    from app import wiring
+
+    settings = settings_of(ctx)
+    stop = _stop_on_signals()
+    store, _ = wiring.migrated_store(settings, stop)
+    state = wiring.state_db(settings)
+    correlator, outbox = wiring.correlator(settings, store, state)
+    with outbox, wiring.background_services(store, outbox, stop, topology_every):
+        correlator.watch(stop, interval)
+
+
 @correlate.command("replay")
 @click.option("--alerts", "alerts_path", type=click.Path(path_type=Path), required=True, help="Alerts JSONL.")
 @click.option(
@@ -342,26 +412,222 @@ def correlate() -> None:
     "topology_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="Topology JSON (as `Topology.to_json`); without it topology proximity scores 0.",
+    help="Topology JSON (as `Topology.to_json`).",
+)
+@click.option(
+    "--traces-from",
+    "traces_dsn",
+    default=None,
+    help="Learn the topology from the traces in this ClickHouse DSN (over the alerts' time range).",
+)
+@click.option(
+    "--database", default=None, help="Database of --traces-from (default: WARROOM_CLICKHOUSE_DATABASE)."
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Incidents JSONL to write.")
-def correlate_replay(alerts_path: Path, topology_path: Path | None, out: Path) -> None:
-    """Group a recorded alert stream offline (deterministic) and write incidents with their 'why'."""
+@click.pass_context
+def correlate_replay(
+    ctx: click.Context,
+    alerts_path: Path,
+    topology_path: Path | None,
+    traces_dsn: str | None,
+    database: str | None,
+    out: Path,
+) -> None:
+    """Group a recorded alert stream offline (deterministic) and write incidents with their 'why'.
+
+    Without --topology or --traces-from, topology proximity scores 0.
+    """
     from correlate.replay import replay
-    from correlate.topology import Topology
+    from correlate.topology import Topology, build_topology
+    from warroom.alert_json import read_alerts
+    from warroom.clickhouse import ClickHouse
     from warroom.errors import InputError
 
+    if topology_path is not None and traces_dsn is not None:
+        raise InputError("give --topology or --traces-from, not both", reason="bad_arguments")
     topology = None
     if topology_path is not None:
         try:
             topology = Topology.from_json(topology_path.read_text())
         except OSError as exc:
             raise InputError(f"cannot read {topology_path}: {exc.strerror or exc}") from exc
+    elif traces_dsn is not None:
+        recorded = read_alerts(alerts_path)
+        if recorded:
+            first = min(a.starts_at for a in recorded)
+            last = max(a.starts_at for a in recorded)
+            store = ClickHouse(traces_dsn, database or settings_of(ctx).clickhouse_database)
+            topology = build_topology(store, first - timedelta(hours=1), last + timedelta(minutes=1))
     summary = replay(alerts_path, out, topology)
     click.echo(
         f"{summary.alerts} alert(s) → {summary.incidents} incident(s) "
         f"({summary.duplicates} updates, compression {summary.compression:.2f}); wrote {out}"
     )
+
+
+@cli.command("serve")
+@click.option("--host", default=None, help="Overrides WARROOM_API_HOST.")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Overrides WARROOM_API_PORT.")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600))
+@click.pass_context
+def serve_cmd(ctx: click.Context, host: str | None, port: int | None, interval: float) -> None:
+    """The API (alert intake) plus the live correlator and notice delivery, in one process.
+
+    On the embedded default one process owns the store, so intake and correlation share it here;
+    an accepted alert wakes the correlator at once.
+    """
+    from app import wiring
+    from app.api.server import ServerThread, create_app
+
+    settings = settings_of(ctx)
+    stop = _stop_on_signals()
+    store, _ = wiring.migrated_store(settings, stop)
+    state = wiring.state_db(settings)
+    correlator, outbox = wiring.correlator(settings, store, state)
+    wake = threading.Event()
+    app = create_app(settings, store, on_accepted=lambda _alerts: wake.set())
+    bind_host, bind_port = host or settings.api_host, port or settings.api_port
+    with (
+        outbox,
+        wiring.background_services(store, outbox, stop),
+        ServerThread(app, bind_host, bind_port) as server,
+    ):
+        click.echo(f"warroom serving on {server.url} (Ctrl-C to stop)", err=True)
+        correlator.watch(stop, interval, wake)
+
+
+# -- incidents -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def incidents() -> None:
+    """Incidents: list, show, explain the grouping, and change them (ack, resolve, merge, split)."""
+
+
+def _incident_line(record: Any) -> str:
+    cause = record.root_causes[0]["service"] if record.root_causes else "-"
+    flags = " flapping" if record.flapping else ""
+    return (
+        f"{record.id}  {record.status:<12} {record.severity:<8} {record.started_at:%Y-%m-%d %H:%M}  "
+        f"alerts={record.alert_count:<4} cause={cause:<14} {record.title}{flags}"
+    )
+
+
+def _incident_store(ctx: click.Context) -> Any:
+    from app import wiring
+
+    settings = settings_of(ctx)
+    return wiring.incident_store(settings, wiring.state_db(settings), lambda: None)
+
+
+@incidents.command("list")
+@click.option("--status", type=click.Choice(["open", "acknowledged", "resolved"]), default=None)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def incidents_list(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> None:
+    """Incidents, newest first."""
+    for record in _incident_store(ctx).incidents(status, limit):
+        click.echo(json.dumps(record.to_json()) if as_json else _incident_line(record))
+
+
+@incidents.command("show")
+@click.argument("incident_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def incidents_show(ctx: click.Context, incident_id: str, as_json: bool) -> None:
+    """One incident: root causes with their evidence, members and the audit trail."""
+    store = _incident_store(ctx)
+    record, events = store.get(incident_id), store.events(incident_id)
+    if as_json:
+        click.echo(json.dumps({**record.to_json(), "events": events}))
+        return
+    click.echo(_incident_line(record))
+    click.echo(f"services: {', '.join(record.services)}")
+    for i, cause in enumerate(record.root_causes, start=1):
+        click.echo(f"root cause #{i}: {cause['service']} (confidence {cause['confidence']:.2f})")
+        for reason in cause["reasons"]:
+            click.echo(f"    - {reason}")
+    for event in events:
+        who = f" by {event['actor']}" if event["actor"] else ""
+        sent = " [notified]" if event["notify"] else ""
+        click.echo(f"{event['at']} {event['kind']}{who}{sent}: {'; '.join(event['reasons'])}")
+
+
+@incidents.command("explain")
+@click.argument("incident_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
+@click.pass_context
+def incidents_explain(ctx: click.Context, incident_id: str, as_json: bool) -> None:
+    """Why each alert was grouped into this incident: every decision with its per-factor scores."""
+    for d in _incident_store(ctx).explain(incident_id):
+        if as_json:
+            click.echo(json.dumps(d))
+            continue
+        who = f" ({d['actor']})" if d.get("actor") else ""
+        click.echo(f"{d['starts_at']} {d['fingerprint'] or '-'}: {d['reason']}{who}")
+        for c in d["candidates"]:
+            f = c["factors"]
+            click.echo(
+                f"    {c['incident_id']} score={c['score']:.3f} topology={f['topology']:.2f} "
+                f"resources={f['resources']:.2f} text={f['text']:.2f} time={f['time']:.2f} "
+                f"change={f['change']:.2f}"
+            )
+
+
+def _apply(ctx: click.Context, action: Callable[[Any], list[Any]]) -> None:
+    from app import wiring
+
+    settings = settings_of(ctx)
+    store, _ = wiring.migrated_store(settings)
+    state = wiring.state_db(settings)
+    correlator, outbox = wiring.correlator(settings, store, state)
+    with outbox:
+        changes = action(correlator)
+        _deliver_now(outbox)
+    for change in changes:
+        click.echo(f"{change.incident.id} {change.kind}: {'; '.join(change.reasons)}")
+
+
+_ACTOR = click.option("--actor", required=True, help="Who does this (recorded in the audit trail).")
+
+
+@incidents.command("ack")
+@click.argument("incident_id")
+@_ACTOR
+@click.pass_context
+def incidents_ack(ctx: click.Context, incident_id: str, actor: str) -> None:
+    """Acknowledge an incident (PagerDuty gets an acknowledge for the same dedup key)."""
+    _apply(ctx, lambda c: c.acknowledge(incident_id, actor))
+
+
+@incidents.command("resolve")
+@click.argument("incident_id")
+@_ACTOR
+@click.pass_context
+def incidents_resolve(ctx: click.Context, incident_id: str, actor: str) -> None:
+    """Resolve an incident by hand."""
+    _apply(ctx, lambda c: c.resolve(incident_id, actor))
+
+
+@incidents.command("merge")
+@click.argument("target_id")
+@click.argument("source_ids", nargs=-1, required=True)
+@_ACTOR
+@click.pass_context
+def incidents_merge(ctx: click.Context, target_id: str, source_ids: tuple[str, ...], actor: str) -> None:
+    """Merge incidents into TARGET_ID (the sources resolve as 'merged into')."""
+    _apply(ctx, lambda c: c.merge(target_id, list(source_ids), actor))
+
+
+@incidents.command("split")
+@click.argument("incident_id")
+@click.argument("fingerprints", nargs=-1, required=True)
+@_ACTOR
+@click.pass_context
+def incidents_split(ctx: click.Context, incident_id: str, fingerprints: tuple[str, ...], actor: str) -> None:
+    """Move the alerts FINGERPRINTS of an incident into a new incident."""
+    _apply(ctx, lambda c: c.split(incident_id, list(fingerprints), actor))
 
 
 # -- alerts --------------------------------------------------------------------------------------
@@ -562,6 +828,39 @@ def bench_logs(data: Path | None, as_json: bool) -> None:
     from detect import log_templates_bench
 
     sys.exit(log_templates_bench.main(_data_args(data, "loghub2k", as_json)))
+
+
+@bench.command("correlate")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the generated alert stream.")
+@click.option(
+    "--rounds", default=4, show_default=True, type=int, help="Rounds of scenarios (12 faults each)."
+)
+@click.option(
+    "--alerts", "alerts_path", type=click.Path(path_type=Path), default=None, help="Recorded alerts JSONL."
+)
+@click.option("--truth", "truth_path", type=click.Path(path_type=Path), default=None, help="Its truth JSON.")
+@click.option("--write-stream", type=click.Path(path_type=Path), default=None, help="Save the stream in DIR.")
+@click.option("--load-rate", default=1000, show_default=True, type=int, help="Throughput load, alerts/min.")
+@click.option("--load-minutes", default=15, show_default=True, type=int, help="Simulated minutes; 0 skips.")
+@click.option("--verbose", is_flag=True, help="Per-fault breakdown.")
+@click.option("--json", "as_json", is_flag=True, help="Last line: one JSON object with the figures.")
+def bench_correlate(
+    seed: int,
+    rounds: int,
+    alerts_path: Path | None,
+    truth_path: Path | None,
+    write_stream: Path | None,
+    load_rate: int,
+    load_minutes: int,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Alert grouping (pairwise F1, compression) and root cause (AC@k) vs Alertmanager group_by service."""
+    from app.bench_correlate import run
+
+    if (alerts_path is None) != (truth_path is None):
+        raise click.UsageError("--alerts and --truth go together")
+    run(seed, rounds, alerts_path, truth_path, write_stream, as_json, verbose, load_rate, load_minutes)
 
 
 def _data_args(data: Path | None, name: str, as_json: bool) -> list[str]:

@@ -9,23 +9,39 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
+from correlate.grouping import GroupingConfig
+from correlate.lifecycle import LifecycleConfig
+from correlate.notifier import Notifier
+from correlate.notify.outbox import Dispatcher, Outbox
+from correlate.notify.routing import build_router
+from correlate.service import Correlator
+from correlate.store import IncidentStore
 from correlate.topology import MIGRATION as TOPOLOGY_MIGRATION
+from correlate.topology import Topology
+from correlate.topology_refresh import TopologyCache, refresh
 from detect.run import MIGRATION as DETECT_MIGRATION
 from ingest.native_sql import MIGRATION as INGEST_MIGRATION
 from ingest.otlp_parse import Limits
 from ingest.writer import NativeWriter
+from warroom import statedb
+from warroom.alerts import INSERTED_AT_MIGRATION
 from warroom.alerts import MIGRATION as ALERTS_MIGRATION
 from warroom.clickhouse import ClickHouse
 from warroom.config import Settings
-from warroom.errors import StoreError
+from warroom.errors import StoreError, WarroomError
 from warroom.retry import retry
 from warroom.schema import MIGRATIONS_LIST, Migration, SchemaOptions, migrate
+from warroom.statedb import StateDB
 
 log = logging.getLogger("warroom")
 
 STAGE_MIGRATIONS: tuple[Migration, ...] = (
     ALERTS_MIGRATION,
+    INSERTED_AT_MIGRATION,
     INGEST_MIGRATION,
     DETECT_MIGRATION,
     TOPOLOGY_MIGRATION,
@@ -84,3 +100,70 @@ def limits(settings: Settings) -> Limits:
 
 def writer(settings: Settings, db: ClickHouse) -> NativeWriter:
     return NativeWriter(db, limits(settings), time.time_ns)
+
+
+# --- the state database and the correlator -----------------------------------------------------
+
+
+def state_db(settings: Settings) -> StateDB:
+    """Open the state database and create its missing tables (every stage's, listed here)."""
+    from correlate.notify.outbox import METADATA as OUTBOX_TABLES
+    from correlate.store import METADATA as INCIDENT_TABLES
+
+    db = statedb.connect(settings.state_dsn)
+    statedb.migrate(db, [INCIDENT_TABLES, OUTBOX_TABLES])
+    return db
+
+
+def grouping_config(settings: Settings) -> GroupingConfig:
+    return GroupingConfig(reopen_window=timedelta(seconds=settings.incident_reopen_s))
+
+
+def lifecycle_config(settings: Settings) -> LifecycleConfig:
+    return LifecycleConfig(
+        quiet=timedelta(seconds=settings.incident_quiet_s),
+        flap_window=timedelta(seconds=settings.flap_window_s),
+        flap_threshold=max(2, settings.flap_threshold),
+    )
+
+
+def incident_store(
+    settings: Settings, state: StateDB, topology: Callable[[], Topology | None]
+) -> IncidentStore:
+    return IncidentStore(state, topology, grouping_config(settings), lifecycle_config(settings))
+
+
+def correlator(
+    settings: Settings, store: ClickHouse, state: StateDB, *, data_time: datetime | None = None
+) -> tuple[Correlator, Outbox]:
+    """The correlator with routing and the outbox from the config file.
+
+    ``data_time`` pins the topology snapshot (a run over past data); by default the newest one.
+    """
+    router = build_router(settings.tables)
+    outbox = Outbox(state, router.receivers)
+    topology = TopologyCache(store, (lambda: data_time) if data_time else (lambda: datetime.now(UTC)))
+    notifier = Notifier(router, outbox)
+    return Correlator(store, incident_store(settings, state, topology), notifier), outbox
+
+
+@contextmanager
+def background_services(
+    store: ClickHouse, outbox: Outbox, stop: threading.Event, topology_every: float = 300.0
+) -> Iterator[Dispatcher]:
+    """The correlator's helpers while it runs: notice delivery and periodic topology learning."""
+
+    def learn() -> None:
+        while not stop.is_set():
+            try:
+                refresh(store, datetime.now(UTC))
+            except WarroomError as exc:
+                log.warning("topology refresh failed", extra={"error": str(exc)})
+            stop.wait(topology_every)
+
+    learner = threading.Thread(target=learn, name="warroom-topology", daemon=True)
+    learner.start()
+    with Dispatcher(outbox) as dispatcher:
+        yield dispatcher
+    stop.set()
+    learner.join(5.0)

@@ -62,6 +62,27 @@ def store(_migrated: Any) -> Any:
     return _migrated
 
 
+PG_ADMIN_DSN = os.environ.get("WARROOM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty state database: a SQLite file, and a new database on the local PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    import psycopg
+
+    name = "wr_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def env(tmp_path: Path, broker: LocalBroker) -> dict[str, str]:
     """Environment for a warroom subprocess: own home, own topics and group on the shared broker."""

@@ -36,13 +36,16 @@ def test_every_command_has_help() -> None:
             "detect",
             "alerts",
             "correlate",
+            "incidents",
+            "serve",
         ],
         "detect": ["run", "watch", "score-csv"],
         "alerts": ["import", "list"],
-        "correlate": ["replay"],
+        "correlate": ["run", "watch", "replay"],
+        "incidents": ["list", "show", "explain", "ack", "resolve", "merge", "split"],
         "db": ["migrate", "status"],
         "ingest": ["kafka", "file", "status", "dead-letters"],
-        "bench": ["ingest", "nab", "logs"],
+        "bench": ["ingest", "nab", "logs", "correlate"],
     }
     for group, commands in groups.items():
         for command in commands:

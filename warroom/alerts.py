@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS {table} (
     Score Float64,
     Labels Map(LowCardinality(String), String),
     Findings String CODEC(ZSTD(1)),
-    Evidence String CODEC(ZSTD(1))
+    Evidence String CODEC(ZSTD(1)),
+    InsertedAt DateTime64(3) DEFAULT now64(3)
 ) ENGINE = ReplacingMergeTree(UpdatedAt)
 PARTITION BY toYYYYMM(StartsAt)
 ORDER BY (Fingerprint, StartsAt)
@@ -65,6 +66,18 @@ def _create(store: ClickHouse, opts: SchemaOptions) -> None:
 
 
 MIGRATION = Migration(3, "alerts", _create)
+
+
+def _add_inserted_at(store: ClickHouse, opts: SchemaOptions) -> None:
+    store.command(
+        f"ALTER TABLE {store.table(ALERTS)} "
+        "ADD COLUMN IF NOT EXISTS InsertedAt DateTime64(3) DEFAULT now64(3)"
+    )
+
+
+INSERTED_AT_MIGRATION = Migration(
+    4, "alerts.InsertedAt: when a version arrived (the correlator's cursor)", _add_inserted_at
+)
 
 _EPOCH_ZERO_YEAR = 1  # Alertmanager sends 0001-01-01T00:00:00Z for "no end"
 
@@ -114,6 +127,21 @@ def read(
         {"since": since, "until": until},
     )
     return [_from_row(dict(zip(COLUMNS, r, strict=True))) for r in rows]
+
+
+def read_arrived(store: ClickHouse, after: datetime, until: datetime) -> list[tuple[datetime, Alert]]:
+    """Every alert *version* that arrived in ``(after, until]``, by arrival: ``(InsertedAt, alert)``.
+
+    The live correlator's feed: arrival time, not alert time, so late alerts (a backfill, a delayed
+    webhook) are not skipped. Versions, not ``FINAL``, so a fire and its resolve are both seen.
+    """
+    rows = store.rows(
+        f"SELECT InsertedAt, {', '.join(ident(c) for c in COLUMNS)} FROM {store.table(ALERTS)} "
+        "WHERE InsertedAt > {after:DateTime64(3)} AND InsertedAt <= {until:DateTime64(3)} "
+        "ORDER BY InsertedAt, StartsAt, Fingerprint, UpdatedAt",
+        {"after": after, "until": until},
+    )
+    return [(_utc(r[0]) or until, _from_row(dict(zip(COLUMNS, r[1:], strict=True)))) for r in rows]
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -102,6 +102,13 @@ def _dsn(value: Any) -> str | None:
     return "must start with chdb://, http://, https://, clickhouse:// or clickhouses://"
 
 
+def _state_dsn(value: Any) -> str | None:
+    scheme = urlparse(value).scheme
+    if scheme in ("sqlite", "postgresql", "postgresql+psycopg"):
+        return None
+    return "must start with sqlite:/// or postgresql://"
+
+
 def _bootstrap(value: Any) -> str | None:
     for server in value.split(","):
         host, _, port = server.strip().rpartition(":")
@@ -203,6 +210,52 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest back-off between retries of a failed ClickHouse insert (retries never give up).",
         _positive,
     ),
+    Setting(
+        "state_dsn",
+        _parse_str,
+        "sqlite:///{home}/state.db",
+        "SQLAlchemy URL of the state database (incidents, audit trail, notification outbox): the "
+        "embedded default is a SQLite file; use `postgresql://user@host/db` in production.",
+        _state_dsn,
+        secret=True,
+    ),
+    Setting(
+        "incident_quiet_s",
+        _parse_int,
+        300,
+        "An incident resolves when all its alerts have been resolved for this many seconds.",
+        _non_negative,
+    ),
+    Setting(
+        "incident_reopen_s",
+        _parse_int,
+        1800,
+        "A member alert firing again within this many seconds of the resolve reopens the incident.",
+        _non_negative,
+    ),
+    Setting(
+        "flap_window_s",
+        _parse_int,
+        1800,
+        "Window for counting an alert's re-fires; see `WARROOM_FLAP_THRESHOLD`.",
+        _positive,
+    ),
+    Setting(
+        "flap_threshold",
+        _parse_int,
+        3,
+        "Fires of one alert within the flap window that mark it flapping: held open, no new page.",
+        _positive,
+    ),
+    Setting("api_host", _parse_str, "127.0.0.1", "Address `warroom serve` listens on."),
+    Setting("api_port", _parse_int, 8480, "Port `warroom serve` listens on.", _positive),
+    Setting(
+        "intake_max_bytes",
+        _parse_int,
+        1 << 20,
+        "Largest alert intake request body; bigger ones get 413.",
+        _positive,
+    ),
     Setting("status_port", _parse_int, 0, "Port of the ingest status endpoint (0: none).", _non_negative),
     Setting("log_level", _parse_str, "INFO", "Log level of the structured (JSON) logs.", _log_level),
 )
@@ -235,9 +288,19 @@ class Settings:
     max_attr_value_chars: int
     max_body_chars: int
     retry_max_seconds: float
+    state_dsn: str
+    incident_quiet_s: int
+    incident_reopen_s: int
+    flap_window_s: int
+    flap_threshold: int
+    api_host: str
+    api_port: int
+    intake_max_bytes: int
     status_port: int
     log_level: str
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    tables: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """The config file's tables (``[receivers.x]``, ``[[routes]]`` …): structured config of the stages."""
 
     def topics(self) -> dict[str, tuple[str, str]]:
         """Signal → (topic, encoding)."""
@@ -286,17 +349,18 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     """
     env = os.environ if env is None else env
     file_values: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
     config_path = env.get("WARROOM_CONFIG")
     if config_path:
         path = Path(config_path)
         if not path.is_file():
             raise ConfigError("WARROOM_CONFIG", f"config file {config_path!r} does not exist")
-        file_values = _read_toml(path)
+        file_values, tables = _read_toml(path)
     else:
         home_guess = Path(overrides.get("home") or env.get("WARROOM_HOME") or "./.warroom")
         candidate = home_guess / "warroom.toml"
         if candidate.is_file():
-            file_values = _read_toml(candidate)
+            file_values, tables = _read_toml(candidate)
 
     known = {s.name for s in SETTINGS}
     unknown = sorted(set(file_values) - known)
@@ -332,7 +396,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values["log_level"] = values["log_level"].upper()
     if values["clickhouse_dsn"].startswith("chdb://") and sources["clickhouse_dsn"] == "default":
         values["clickhouse_dsn"] = "chdb://" + str(values["home"].resolve() / "clickhouse")
-    return Settings(**values, sources=sources)
+    if values["state_dsn"].startswith("sqlite:///") and sources["state_dsn"] == "default":
+        values["state_dsn"] = "sqlite:///" + str(values["home"].resolve() / "state.db")
+    return Settings(**values, sources=sources, tables=tables)
 
 
 #: Variables with the WARROOM_ prefix that are not settings (they steer the config loading or tests).
@@ -340,7 +406,7 @@ _OTHER_ENV = frozenset(
     {
         "WARROOM_CONFIG",
         "WARROOM_TEST_CLICKHOUSE_URL",
-        "WARROOM_STATE_DSN",
+        "WARROOM_TEST_PG_DSN",
         "WARROOM_FAILPOINTS",
         "WARROOM_NAB_DIR",
         "WARROOM_LOGHUB_DIR",
@@ -348,7 +414,16 @@ _OTHER_ENV = frozenset(
 )
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+#: Tables a config file may hold beside the settings; each belongs to the stage named in its doc.
+CONFIG_TABLES = {
+    "receivers": "notification receivers by name (correlate)",
+    "teams": "team → receivers (correlate)",
+    "routes": "ordered routing rules: label matchers → team (correlate)",
+}
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings, tables) of a config file; settings flat or under ``[warroom]``."""
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -358,4 +433,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
     section = data.get("warroom", data)
     if not isinstance(section, dict):
         raise ConfigError("WARROOM_CONFIG", f"{path}: expected a table of settings")
-    return {k: v for k, v in section.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if k != "warroom" and _is_table(v)}
+    unknown = sorted(set(tables) - set(CONFIG_TABLES))
+    if unknown:
+        raise ConfigError(
+            "WARROOM_CONFIG",
+            f"{path}: unknown table(s) {', '.join(unknown)} (known: {', '.join(sorted(CONFIG_TABLES))})",
+        )
+    return {k: v for k, v in section.items() if not _is_table(v)}, tables
+
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, dict) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    )

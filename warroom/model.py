@@ -40,13 +40,40 @@ class Severity(StrEnum):
 
     @classmethod
     def parse(cls, text: str | None) -> Severity:
-        """Map common spellings (Alertmanager's ``severity`` label, PagerDuty's) onto ours."""
-        value = (text or "").strip().lower()
-        if value in ("critical", "crit", "page", "p1", "high", "error", "fatal", "emergency", "alert"):
-            return cls.CRITICAL
-        if value in ("warning", "warn", "p2", "p3", "medium", "major", "minor"):
-            return cls.WARNING
-        return cls.INFO
+        """Map common spellings (Alertmanager's ``severity`` label, PagerDuty's) onto ours.
+
+        Lenient: anything unknown (or missing) is info, because a free-form label must not lose an alert.
+        """
+        return cls(_SPELLINGS.get(_key(text), cls.INFO.value))
+
+    @classmethod
+    def parse_strict(cls, text: str | None) -> Severity:
+        """Like :meth:`parse`, but an unknown spelling is a ``ValueError`` naming the known ones.
+
+        For inputs whose producer chose the severity on purpose (the generic alert intake), where
+        silently downgrading a typo such as ``critcal`` to info would hide a page.
+        """
+        value = _SPELLINGS.get(_key(text))
+        if value is None:
+            aliases = ", ".join(sorted(set(_SPELLINGS) - {s.value for s in cls}))
+            raise ValueError(
+                f"unknown severity {text!r}; expected critical, warning or info (aliases: {aliases})"
+            )
+        return cls(value)
+
+
+def _key(text: str | None) -> str:
+    return (text or "").strip().lower()
+
+
+# Known severity spellings → ours; read by Severity.parse (lenient) and Severity.parse_strict.
+_SPELLINGS: Mapping[str, str] = {
+    **dict.fromkeys(
+        ("critical", "crit", "page", "p1", "high", "error", "fatal", "emergency", "alert"), "critical"
+    ),
+    **dict.fromkeys(("warning", "warn", "p2", "p3", "medium", "major", "minor"), "warning"),
+    **dict.fromkeys(("info", "informational", "notice", "low", "p4", "p5"), "info"),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,25 +2,37 @@
 
 A :class:`Receiver` turns one :class:`IncidentNotice` into one delivery try and reports it as an
 :class:`Attempt`; it never raises for a failed delivery. Retrying, back-off and the attempt log are
-:func:`correlate.notify.delivery.deliver`'s job, so every receiver gets the same policy.
+the job of :func:`correlate.notify.delivery.deliver` (in memory) and
+:class:`correlate.notify.outbox.Outbox` (durable), so every receiver gets the same policy.
 
-``Attempt.status`` is the notice's status (``open`` / ``update`` / ``resolved``), i.e. *which*
-message was sent; ``ok`` says whether it was delivered. ``retryable`` is the receiver's verdict on a
-failure (network error, timeout, 429, 5xx, SMTP 4xx) and ``retry_after`` the wait the far end asked
-for (HTTP ``Retry-After``), if any.
+``Attempt.status`` is the notice's status (``open`` / ``update`` / ``acknowledged`` / ``resolved``),
+i.e. *which* message was sent; ``ok`` says whether it was delivered. ``retryable`` is the receiver's
+verdict on a failure (network error, timeout, 429, 5xx, SMTP 4xx) and ``retry_after`` the wait the
+far end asked for (HTTP ``Retry-After``), if any.
+
+``acknowledged`` means an on-call took the incident: PagerDuty gets an ``acknowledge`` event for the
+same dedup key, the other receivers a message saying who acknowledged it. ``actor`` and ``note``
+(default empty) say who changed the state and why; they are informative and round-trip through JSON.
+
+A notice carries no labels: routing happens *before* a notice is queued, from the labels of the
+incident's alerts (see :mod:`correlate.notify.routing`), so the notice stays the message itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from warroom.errors import InputError
 from warroom.model import Severity
 
-NoticeStatus = Literal["open", "update", "resolved"]
-STATUSES: tuple[NoticeStatus, ...] = ("open", "update", "resolved")
+NoticeStatus = Literal["open", "update", "acknowledged", "resolved"]
+STATUSES: tuple[NoticeStatus, ...] = ("open", "update", "acknowledged", "resolved")
+#: How human-facing receivers (Slack, email) tag a notice of each status.
+STATUS_TAGS: Mapping[str, str] = MappingProxyType({s: s.upper() for s in STATUSES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +49,10 @@ class IncidentNotice:
     url: str | None
     started_at: datetime
     alert_count: int
+    actor: str = ""
+    """Who changed the state (the on-call who acknowledged or resolved); empty when unknown."""
+    note: str = ""
+    """Why, in the actor's words (an ack comment, a resolution note); empty when none."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -56,6 +72,8 @@ class IncidentNotice:
             "url": self.url,
             "started_at": self.started_at.isoformat(),
             "alert_count": self.alert_count,
+            "actor": self.actor,
+            "note": self.note,
         }
 
     @classmethod
@@ -71,7 +89,18 @@ class IncidentNotice:
             url=data.get("url"),
             started_at=datetime.fromisoformat(data["started_at"]),
             alert_count=int(data.get("alert_count", 0)),
+            actor=str(data.get("actor") or ""),
+            note=str(data.get("note") or ""),
         )
+
+
+def status_line(notice: IncidentNotice) -> str:
+    """``"Acknowledged by alice: looking at it"``: who moved the incident and why ('' if unsaid)."""
+    if not notice.actor and not notice.note:
+        return ""
+    verb = {"acknowledged": "Acknowledged", "resolved": "Resolved"}.get(notice.status, "Updated")
+    line = f"{verb} by {notice.actor}" if notice.actor else verb
+    return f"{line}: {notice.note}" if notice.note else line
 
 
 @dataclass(frozen=True, slots=True)

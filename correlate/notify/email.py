@@ -1,8 +1,9 @@
 """Email over SMTP (stdlib ``smtplib`` + ``email.message``): plain text with an HTML alternative.
 
 Messages about one incident form a thread: ``open`` carries ``Message-ID: <warroom-{id}@{domain}>``
-and later notices refer to it with ``In-Reply-To``/``References``. SMTP 4xx replies, disconnects
-and network errors are retryable; 5xx replies (unknown recipient, auth failure) are final.
+and later notices (update, acknowledged, resolved) refer to it with ``In-Reply-To``/``References``.
+SMTP 4xx replies, disconnects and network errors are retryable; 5xx replies (unknown recipient, auth
+failure) are final.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from correlate.notify.base import Attempt, IncidentNotice, attempt, describe, now
+from correlate.notify.base import STATUS_TAGS, Attempt, IncidentNotice, attempt, describe, now, status_line
 from warroom.errors import ConfigError
 
 
@@ -37,6 +38,8 @@ def _rows(notice: IncidentNotice) -> list[tuple[str, str]]:
 
 def render_text(notice: IncidentNotice) -> str:
     lines = [notice.title, ""]
+    if status_line(notice):
+        lines += [status_line(notice), ""]
     lines += [f"{name + ':':<12}{value}" for name, value in _rows(notice)]
     if notice.summary:
         lines += ["", notice.summary]
@@ -50,7 +53,10 @@ def render_html(notice: IncidentNotice) -> str:
     rows = "".join(
         f"<tr><th align='left'>{e(name)}</th><td>{e(value)}</td></tr>" for name, value in _rows(notice)
     )
-    parts = [f"<h2>{e(notice.title)}</h2>", f"<table>{rows}</table>"]
+    parts = [f"<h2>{e(notice.title)}</h2>"]
+    if status_line(notice):
+        parts.append(f"<p><strong>{e(status_line(notice))}</strong></p>")
+    parts.append(f"<table>{rows}</table>")
     if notice.summary:
         parts.append("<p>" + e(notice.summary).replace("\n", "<br>") + "</p>")
     if notice.url:
@@ -62,8 +68,7 @@ def build_message(
     notice: IncidentNotice, sender: str, recipients: Sequence[str], domain: str
 ) -> EmailMessage:
     msg = EmailMessage()
-    tag = {"open": "OPEN", "update": "UPDATE", "resolved": "RESOLVED"}[notice.status]
-    msg["Subject"] = f"[{notice.severity.value.upper()}] {tag}: {notice.title}"
+    msg["Subject"] = f"[{notice.severity.value.upper()}] {STATUS_TAGS[notice.status]}: {notice.title}"
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Date"] = format_datetime(now())

@@ -1,7 +1,8 @@
 """PagerDuty Events API v2: one PD alert per incident, keyed by ``dedup_key = incident_id``.
 
 ``open`` triggers; ``update`` triggers again by default (PD folds it into the same alert, refreshing
-its details) or acknowledges when ``update_action="acknowledge"``; ``resolved`` resolves. PD answers
+its details) or acknowledges when ``update_action="acknowledge"``; ``acknowledged`` (an on-call took it)
+acknowledges; ``resolved`` resolves. PD answers
 202; 400 (invalid event) is final, 429 and 5xx are retried. Our severities map onto PD's
 critical/error/warning/info through ``severity_map`` (default: critical→critical, warning→warning,
 info→info; map ``warning`` to ``error`` to make warnings high-urgency under severity-based urgency).
@@ -33,6 +34,8 @@ def event_action(status: str, update_action: EventAction = "trigger") -> EventAc
         return "trigger"
     if status == "resolved":
         return "resolve"
+    if status == "acknowledged":
+        return "acknowledge"
     return update_action
 
 

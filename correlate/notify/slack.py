@@ -1,9 +1,10 @@
 """Slack incoming webhook: one Block Kit message per notice.
 
 Header (title with severity and status), fields for severity, status, services, root cause, alert
-count and start time, the summary, and a button to the incident page. ``text`` is the fallback shown
-in push notifications. Slack answers 200 ``ok``; 4xx (``invalid_payload``, ``no_service``,
-``channel_is_archived``) are final, 429 carries ``Retry-After``.
+count and start time, who acknowledged/resolved it and why (when known), the summary, and a button
+to the incident page. ``text`` is the fallback shown in push notifications. Slack answers 200
+``ok``; 4xx (``invalid_payload``, ``no_service``, ``channel_is_archived``) are final, 429 carries
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from correlate.notify._http import post
-from correlate.notify.base import Attempt, IncidentNotice
+from correlate.notify.base import STATUS_TAGS, Attempt, IncidentNotice, status_line
 
 _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
+_STATUS_EMOJI = {"resolved": ":white_check_mark:", "acknowledged": ":eyes:"}
+_ACTIVE = ("open", "update")  # nobody has taken the incident yet: the button is red
 _HEADER_CHARS = 150  # Block Kit limit for a header's plain_text
 _SECTION_CHARS = 3000  # Block Kit limit for a section's text
 _FIELD_CHARS = 2000  # Block Kit limit for one field
@@ -27,10 +30,9 @@ def _cut(text: str, limit: int) -> str:
 
 def slack_payload(notice: IncidentNotice) -> dict[str, Any]:
     """The webhook body for ``notice`` (Block Kit)."""
-    state = {"open": "OPEN", "update": "UPDATE", "resolved": "RESOLVED"}[notice.status]
     sev = notice.severity.value
-    icon = ":white_check_mark:" if notice.status == "resolved" else _EMOJI.get(sev, "")
-    header = f"[{state}] {notice.title}"
+    icon = _STATUS_EMOJI.get(notice.status) or _EMOJI.get(sev, "")
+    header = f"[{STATUS_TAGS[notice.status]}] {notice.title}"
     fields = [
         ("Severity", f"{icon} {sev}".strip()),
         ("Status", notice.status),
@@ -51,6 +53,9 @@ def slack_payload(notice: IncidentNotice) -> dict[str, Any]:
             ],
         },
     ]
+    who = status_line(notice)
+    if who:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(who, _FIELD_CHARS)}]})
     if notice.summary:
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": _cut(notice.summary, _SECTION_CHARS)}}
@@ -65,7 +70,7 @@ def slack_payload(notice: IncidentNotice) -> dict[str, Any]:
                         "text": {"type": "plain_text", "text": "Open incident"},
                         "url": notice.url,
                         "action_id": "open_incident",
-                        **({"style": "danger"} if sev == "critical" and notice.status != "resolved" else {}),
+                        **({"style": "danger"} if sev == "critical" and notice.status in _ACTIVE else {}),
                     }
                 ],
             }

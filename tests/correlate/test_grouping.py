@@ -108,7 +108,7 @@ def by_incident(grouper: Grouper) -> dict[str, set[str]]:
 
 
 def test_stage_order_is_listed() -> None:
-    assert STAGES == ("dedup", "candidates", "score", "decide")
+    assert STAGES == ("dedup", "affinity", "candidates", "score", "decide")
 
 
 def test_one_fault_on_connected_services_is_one_incident(shop: Topology) -> None:
@@ -160,13 +160,47 @@ def test_duplicates_update_and_never_create(shop: Topology) -> None:
     assert resent.duplicate and resent.joined and resent.candidates == ()
     assert by_incident(grouper) == before
     assert grouper.alerts(resent.incident_id)[3].score == 0.99
-    # Resolving every member resolves the incident; a later alert then opens a new one.
+    # Resolving every member leaves the decision to resolve to the lifecycle (quiet period).
     for a in fault:
         grouper.add(replace(a, ends_at=a.starts_at + minutes(5)))
     assert by_incident(grouper) == before
-    assert grouper.incidents()[0].status == "resolved"
-    late = grouper.add(replace(fault[0], starts_at=T0 + minutes(6)))
+    first = grouper.incidents()[0]
+    assert grouper.all_resolved(first.id) and first.status == "open"
+    assert grouper.resolve(first.id, T0 + minutes(10)).status == "resolved"
+    # A member firing again soon after the resolve reopens the incident ...
+    again = grouper.add(replace(fault[0], starts_at=T0 + minutes(12)))
+    assert again.joined and again.reopened and again.incident_id == first.id
+    assert grouper.incident(first.id).status == "open" and grouper.incident(first.id).reopen_count == 1
+    # ... an unrelated alert after a resolve opens a new one, and so does a re-fire long after.
+    grouper.resolve(first.id, T0 + minutes(20))
+    late = grouper.add(replace(cart_memory(), starts_at=T0 + minutes(21)))
     assert not late.joined and len(grouper.incidents()) == 2
+    much_later = grouper.add(replace(fault[0], starts_at=T0 + minutes(20 + 31)))
+    assert not much_later.reopened and much_later.incident_id != first.id
+
+
+def test_merge_and_split_keep_the_story(shop: Topology) -> None:
+    grouper = Grouper(shop)
+    decisions = grouper.add_all(postgres_fault() + [cart_memory()])
+    ids = [i.id for i in grouper.incidents()]
+    assert len(ids) >= 2
+    target, source = ids[0], ids[1]
+    moved = set(grouper.incident(source).fingerprints)
+    merged = grouper.merge(target, source, "alice", T0 + minutes(30))
+    assert moved <= set(merged.fingerprints) and source not in {i.id for i in grouper.incidents()}
+    assert grouper.explain(target)[-1].actor == "alice" and "merged" in grouper.explain(target)[-1].reason
+    # A re-send of a moved alert now dedups into the target.
+    moved_alert = next(a for a in [cart_memory()] if a.fingerprint in moved)
+    assert grouper.add(moved_alert).incident_id == target
+    fresh = grouper.split(target, sorted(moved), "bob", T0 + minutes(31))
+    assert set(fresh.fingerprints) == moved and fresh.id != source
+    assert not moved & set(grouper.incident(target).fingerprints)
+    assert "split" in grouper.explain(fresh.id)[-1].reason
+    with pytest.raises(KeyError):
+        grouper.split(target, ["no-such-fingerprint"], "bob", T0)
+    with pytest.raises(ValueError):
+        grouper.split(fresh.id, list(fresh.fingerprints), "bob", T0)
+    assert len(decisions) == len(postgres_fault()) + 1
 
 
 def test_window_and_topology_absence(shop: Topology) -> None:
@@ -176,8 +210,10 @@ def test_window_and_topology_absence(shop: Topology) -> None:
     grouper.add_all([fault[0], late])
     assert len(grouper.incidents()) == 2  # outside the 15-minute window
     blind = Grouper(None)
-    d = blind.add_all(fault[:2])[1]
+    d = blind.add_all([fault[0], fault[3]])[1]  # payment->postgres, then checkout: no shared service
     assert d.candidates[0].factors.topology == 0.0
+    shared = Grouper(None).add_all(fault[:2])[1]  # both edges end at postgres: zero hops
+    assert shared.candidates[0].factors.topology == 1.0
 
 
 def test_version_change_is_a_factor(shop: Topology) -> None:

@@ -6,7 +6,8 @@ import json
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -47,14 +48,19 @@ class Captured:
         return json.loads(self.body)
 
 
+Reply = tuple[int, dict[str, str], bytes]
+
+
 @dataclass
 class HttpServer:
-    """Answers POSTs from a script of (status, headers, body); the last entry repeats."""
+    """Answers POSTs from a script of (status, headers, body), the last entry repeating, or from
+    ``responder`` (which sees the request) when set."""
 
-    script: list[tuple[int, dict[str, str], bytes]] = field(default_factory=lambda: [(200, {}, b"ok")])
+    script: list[Reply] = field(default_factory=lambda: [(200, {}, b"ok")])
     requests: list[Captured] = field(default_factory=list)
     delay: float = 0.0
     port: int = 0
+    responder: Callable[[Captured], Reply] | None = None
 
     @property
     def url(self) -> str:
@@ -63,7 +69,14 @@ class HttpServer:
 
 @pytest.fixture
 def http() -> Iterator[HttpServer]:
-    state = HttpServer()
+    with serve_http() as state:
+        yield state
+
+
+@contextmanager
+def serve_http(into: HttpServer | None = None, port: int = 0) -> Iterator[HttpServer]:
+    """A local HTTP server on ``port`` (0: any free one) until the block ends, recording ``into``."""
+    state: HttpServer = into or HttpServer()
     lock = threading.Lock()
     release = threading.Event()
 
@@ -71,10 +84,11 @@ def http() -> Iterator[HttpServer]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
+            request = Captured("POST", self.path, dict(self.headers.items()), body)
             with lock:
-                state.requests.append(Captured("POST", self.path, dict(self.headers.items()), body))
+                state.requests.append(request)
                 index = min(len(state.requests), len(state.script)) - 1
-                status, headers, reply = state.script[index]
+                status, headers, reply = state.responder(request) if state.responder else state.script[index]
             if state.delay:
                 release.wait(state.delay)
             try:
@@ -90,7 +104,7 @@ def http() -> Iterator[HttpServer]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -221,6 +235,14 @@ def test_notice_is_frozen_and_round_trips() -> None:
         notice(status="firing")
 
 
+def test_acknowledged_notice_round_trips_with_actor_and_note() -> None:
+    n = notice("acknowledged", actor="alice", note="rolling back 2.3.1")
+    assert IncidentNotice.from_json(json.loads(json.dumps(n.to_json()))) == n
+    # notices serialised before actor/note existed still load
+    old = {k: v for k, v in notice().to_json().items() if k not in ("actor", "note")}
+    assert IncidentNotice.from_json(old) == notice()
+
+
 def test_receivers_satisfy_protocol_and_hide_secrets(tmp_path: Path) -> None:
     receivers = [
         SlackReceiver("https://hooks.slack.com/services/T/B/SECRETPATH"),
@@ -292,6 +314,38 @@ def test_pagerduty_trigger_acknowledge_resolve_share_dedup_key(http: HttpServer)
     assert payload["custom_details"]["services"] == ["checkout", "frontend"]
     assert events[0]["links"][0]["href"] == "https://warroom.example/incidents/inc-42"
     assert "payload" not in events[2]
+
+
+def test_pagerduty_acknowledged_status_acknowledges_same_dedup_key(http: HttpServer) -> None:
+    http.script = [(202, {}, b"{}")]
+    pd = PagerDutyReceiver("k", base_url=http.url, timeout=5)  # default: update re-triggers
+    for status in ("open", "update", "acknowledged", "resolved"):
+        assert pd.send(notice(status, actor="alice")).ok
+    events = [r.json() for r in http.requests]
+    assert [e["event_action"] for e in events] == ["trigger", "trigger", "acknowledge", "resolve"]
+    assert {e["dedup_key"] for e in events} == {"inc-42"}
+    assert set(events[2]) == {"routing_key", "event_action", "dedup_key"}
+
+
+def test_slack_and_email_say_who_acknowledged(http: HttpServer, smtp: SmtpServer) -> None:
+    ack = notice("acknowledged", actor="alice", note="rolling back 2.3.1")
+    assert SlackReceiver(http.url, timeout=5).send(ack).ok
+    payload = http.requests[0].json()
+    assert payload["blocks"][0]["text"]["text"].startswith("[ACKNOWLEDGED] ")
+    (context,) = [b for b in payload["blocks"] if b["type"] == "context"]
+    assert context["elements"][0]["text"] == "Acknowledged by alice: rolling back 2.3.1"
+    (actions,) = [b for b in payload["blocks"] if b["type"] == "actions"]
+    assert "style" not in actions["elements"][0]  # no longer a red button: someone has it
+    rx = EmailReceiver("127.0.0.1", "w@example.com", ("o@example.com",), port=smtp.port, timeout=5)
+    assert rx.send(ack).ok
+    msg = message_from_bytes(smtp.messages[0]["data"], policy=policy.default)
+    assert msg["Subject"] == "[CRITICAL] ACKNOWLEDGED: checkout error ratio 24% after deploy"
+    assert msg["In-Reply-To"] == "<warroom-inc-42@warroom.local>"
+    text = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Acknowledged by alice: rolling back 2.3.1" in text
+    # without actor or note there is nothing extra to say
+    assert SlackReceiver(http.url, timeout=5).send(notice("acknowledged")).ok
+    assert not [b for b in http.requests[1].json()["blocks"] if b["type"] == "context"]
 
 
 def test_pagerduty_severity_mapping(http: HttpServer) -> None:
