@@ -6,38 +6,44 @@ A :class:`Grouper` takes alerts in start-time order. Every :meth:`Grouper.add` r
 1. **dedup** — an alert already seen as ``(fingerprint, starts_at)`` updates its incident (a
    re-send, a resolve) and never opens one;
 2. **affinity** — a new occurrence of a member's fingerprint (the same entity and signal firing
-   again) joins that incident while it is open and within ``window`` of its last alert, or
-   reopens it when it was resolved at most ``reopen_window`` ago;
-3. **candidates** — open incidents whose last alert is at most ``window`` before this alert;
+   again at most ``reopen_window`` after its previous occurrence ended) joins that incident, and
+   reopens it when it was resolved; a series firing again later is scored like any new alert
+   (the same series can fire for another fault);
+3. **candidates** — unresolved incidents that gained a new member series at most ``window``
+   before this alert, or still have a (non-flapping) member firing;
 4. **score** — per candidate, five factors in [0, 1], all stored in the decision:
 
-   * ``topology``: ``1 / (1 + undirected hops)`` from the alert's services (its ``service`` and
-     both ends of its ``edge``) to the nearest incident service; 1 for a shared service, else 0
-     without a topology or path;
-   * ``resources``: 1 when the alert shares a ``host.name``, ``k8s.node.name`` or
-     ``k8s.pod.name`` value, or a ``(service, service.version)`` pair, with the incident;
-   * ``text``: TF-IDF cosine between the alert's text (title + ``template`` label) and the
-     incident's text (its members' texts joined), with scikit-learn's weighting (raw counts, smooth
-     IDF, l2). IDF is computed per decision over the candidates' texts plus the alert's:
-     deterministic, no global state to persist. Each incident keeps its term counts and extends
-     them as alerts join, so a decision costs the candidates' vocabularies rather than a refit over
-     every member text (1,000 alerts/min with hundreds of open incidents). The price of the local
-     IDF — words common to all open incidents count less — is what we want when telling them apart;
-   * ``time``: ``0.5 ** (minutes since the incident's last alert / time_half_life)``;
-   * ``change``: 1 when the alert carries a ``service.version`` that differs from the version
-     the incident last saw for that service (a deploy during the incident);
+   * ``topology``: direction-aware proximity to the incident's *roots* (its services that call no
+     other service of it): ``1/(1+h)`` for an alert ``h`` hops upstream of a root (symptoms spread
+     from callees to callers), less for one below a root or beside it; 1 on a root itself with a
+     symptom family it already shows (errors, latency, resources), 0.5 with a new one; 1 for a
+     machine and the workloads on it. Saturation (a resource metric) does not spread along calls,
+     and a service running another build than the incident saw counts as a different service. See
+     :meth:`Grouper._topology`;
+   * ``resources``: a pod or release (``service.version``) shared with *another* service of the
+     incident, or a machine when one side is about the machine itself (a node alert);
+   * ``text``: TF-IDF cosine between the alert's text (its title without the measured values, plus
+     its ``template`` label) and the incident's text (one text per member series), with
+     scikit-learn's weighting (raw counts, smooth IDF, l2). IDF is computed per decision over the
+     candidates' texts plus the alert's: deterministic, no global state to persist. Each incident
+     keeps its term counts and extends them as series join, so a decision costs the candidates'
+     vocabularies rather than a refit over every member text (1,000 alerts/min with hundreds of
+     open incidents);
+   * ``time``: ``0.5 ** (minutes since the incident's onset / time_half_life)``: one fault's
+     symptoms arrive in a burst after its onset;
+   * ``change``: 1 when the alert runs a build its service got recently (a deploy seen in the
+     stream) and the incident already holds alerts of that build;
 
    the candidate's score is the weighted sum (weights sum to 1);
 5. **decide** — join the best candidate when its score is at least ``join_threshold``, else open a
-   new incident. The :class:`GroupDecision` records the verdict, a one-line reason and every
-   candidate's factors; :meth:`Grouper.explain` returns an incident's decisions.
+   new incident. When the alert also scores at least ``merge_threshold`` with other incidents
+   opened within ``burst`` of it, they were one fault seen out of order (callers' alerts before
+   the one that ties them): they are merged into the oldest. The :class:`GroupDecision` records
+   the verdict, a one-line reason and every candidate's factors; :meth:`Grouper.explain` returns
+   an incident's decisions.
 
-The default ``join_threshold`` (0.38) is tuned on the fixture shop: time and topology alone give
-a one-hop neighbour at most ``0.35 * 0.5 + 0.15 = 0.325``, so a simultaneous alert next to an
-incident but with an unrelated title (cart memory next to a frontend latency alert) opens its own
-incident, while a one-hop neighbour with a similar title (text ≳ 0.2) or a shared host joins
-(adjacent latency alerts of one fault score 0.41–0.49, same-service alerts ≥ 0.6). Two hops away
-needs text ≳ 0.4; unconnected services need text and a shared resource.
+The defaults are tuned on the alert streams of ``warroom bench correlate`` (seeds 1 and 2; the
+bench's default seed 0 is held out): see that bench for the figures.
 """
 
 from __future__ import annotations
@@ -46,8 +52,8 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -72,7 +78,6 @@ STAGES: tuple[str, ...] = ("dedup", "affinity", "candidates", "score", "decide")
 
 IncidentStatus = Literal["open", "acknowledged", "resolved"]
 
-_RESOURCE_KEYS = ("host.name", "k8s.node.name", "k8s.pod.name")
 _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
@@ -81,13 +86,15 @@ class GroupingConfig:
     """Knobs of :class:`Grouper`; the five weights must sum to 1."""
 
     window: timedelta = timedelta(minutes=15)
-    reopen_window: timedelta = timedelta(minutes=30)
-    join_threshold: float = 0.38
-    time_half_life: timedelta = timedelta(minutes=5)
-    w_topology: float = 0.35
-    w_resources: float = 0.1
-    w_text: float = 0.3
-    w_time: float = 0.15
+    burst: timedelta = timedelta(minutes=5)
+    merge_threshold: float = 0.55
+    reopen_window: timedelta = timedelta(minutes=10)
+    join_threshold: float = 0.32
+    time_half_life: timedelta = timedelta(minutes=10)
+    w_topology: float = 0.45
+    w_resources: float = 0.05
+    w_text: float = 0.2
+    w_time: float = 0.2
     w_change: float = 0.1
 
     def __post_init__(self) -> None:
@@ -137,6 +144,7 @@ class GroupDecision:
     candidates: tuple[CandidateScore, ...] = ()
     duplicate: bool = False
     reopened: bool = False  # the alert reopened a resolved incident
+    merged: tuple[str, ...] = ()  # incidents this alert tied to its own, merged into it
     at: datetime | None = None  # when a manual decision (merge, split) was taken
     actor: str = ""  # who took a manual decision
 
@@ -190,16 +198,94 @@ def _terms(text: str) -> Counter[str]:
     return Counter(_TOKEN.findall(text.lower()))
 
 
+_VALUES = re.compile(r"\([^)]*\)|\S*\d\S*")
+
+
 def _text(alert: Alert) -> str:
-    return f"{alert.title} {alert.labels.get('template', '')}".strip()
+    """What the alert is about, without its measurements: ``checkout error ratio 6.6% (baseline
+    0.3%)`` reads ``checkout error ratio``, so two alerts are not similar for sharing numbers."""
+    title = " ".join(_VALUES.sub(" ", alert.title).split())
+    return f"{title} {alert.labels.get('template', '')}".strip()
 
 
-def _resources(alert: Alert) -> set[tuple[str, str]]:
-    found = {(k, alert.labels[k]) for k in _RESOURCE_KEYS if alert.labels.get(k)}
-    version = alert.labels.get("service.version")
-    if version and alert.service:
-        found.add((f"service.version:{alert.service}", version))
+_DOWNSTREAM = 0.75  # a callee alert: may be the cause, often detected a little later
+_SIDEWAYS = 0.5  # related only through a shared caller or callee
+_NEW_SYMPTOM = 0.5  # a service of the incident showing a new kind of symptom
+
+
+_HOST_KEYS = ("host.name", "k8s.node.name")
+
+
+def _is_infrastructure(alert: Alert) -> bool:
+    """An alert about a machine (a node or host metric), not about a workload on it."""
+    return not alert.labels.get("k8s.pod.name") and any(alert.labels.get(k) for k in _HOST_KEYS)
+
+
+def _hosts(alert: Alert) -> set[str]:
+    return {alert.labels[k] for k in _HOST_KEYS if alert.labels.get(k)}
+
+
+_LATENCY = frozenset({"latency_p50", "latency_p95", "latency_p99"})
+_ERRORS = frozenset({"error_ratio", "new_log_template"})
+
+
+def symptom(alert: Alert) -> str:
+    """The symptom family of an alert: ``errors``, ``latency``, ``resources`` or ``any`` (a signal
+    that goes with every fault, such as a WARN log rate). Faults spread as the same symptom."""
+    signal = alert.labels.get("signal", "")
+    if signal in _LATENCY or (signal == "slo_burn" and alert.labels.get("slo") == "latency"):
+        return "latency"
+    if signal in _ERRORS or (signal == "slo_burn" and alert.labels.get("slo") == "availability"):
+        return "errors"
+    if signal == "log_rate" and alert.labels.get("severity", "").upper() in ("ERROR", "FATAL"):
+        return "errors"
+    if signal == "metric":
+        return "resources"
+    return "any"
+
+
+def _placed_together(alert: Alert, state: _State) -> bool:
+    """A node alert beside the incident's workloads on that node, or a workload on a node the
+    incident holds a node alert for: the machine is zero hops from what runs on it."""
+    hosts = _hosts(alert)
+    if not hosts:
+        return False
+    if _is_infrastructure(alert):
+        return any(kind == "machine" and value in hosts for kind, value, _ in state.resources)
+    return bool(hosts & state.infra_hosts)
+
+
+Resource = tuple[str, str, str]  # (kind: machine | pod | version, value, the service it belongs to)
+
+
+def _resources(alert: Alert) -> set[Resource]:
+    service = alert.service
+    found = {("machine", alert.labels[k], service) for k in _HOST_KEYS if alert.labels.get(k)}
+    if pod := alert.labels.get("k8s.pod.name"):
+        found.add(("pod", pod, service))
+    if version := alert.labels.get("service.version"):
+        found.add(("version", version, service))
     return found
+
+
+def _resource_overlap(alert: Alert, incident: set[Resource], infra_hosts: set[str]) -> float:
+    """1 when the alert shares a pod or a release (the same ``service.version``) with *another*
+    service of the incident — for its own service that is the same-service proximity already — or
+    a machine, when one side is about the machine itself (a node alert beside the incident's
+    workloads on that node, or a workload on a node the incident has a node alert for); half for a
+    resource metric on a shared machine (a noisy neighbour). In a cluster services share nodes by
+    scheduling, not by fault, so a shared node alone says little."""
+    mine = _resources(alert)
+    values = {(kind, value) for kind, value, owner in incident if owner != alert.service}
+    if any((kind, value) in values for kind, value, _ in mine if kind != "machine"):
+        return 1.0
+    hosts = {value for kind, value, _ in mine if kind == "machine"}
+    shared = hosts & {value for kind, value, _ in incident if kind == "machine"}
+    if not shared:
+        return 0.0
+    if _is_infrastructure(alert) or shared & infra_hosts:
+        return 1.0
+    return 0.5 if alert.labels.get("signal") == "metric" else 0.0
 
 
 class _State:
@@ -210,10 +296,14 @@ class _State:
         self.title = first.title
         self.started_at = first.starts_at
         self.last_alert_at = first.starts_at
+        self.last_growth_at = first.starts_at  # when a new member series last joined
+        self.last_fire_at = first.starts_at  # the latest occurrence start (updates do not count)
         self.alerts: dict[str, Alert] = {}  # latest alert per fingerprint, in arrival order
         self.occurrences = 0  # alert occurrences grouped here (re-fires count, duplicates don't)
         self.services: set[str] = set()
-        self.resources: set[tuple[str, str]] = set()
+        self.resources: set[Resource] = set()
+        self.infra_hosts: set[str] = set()  # machines the incident has a node/host alert for
+        self.symptoms: dict[str, set[str]] = {}  # service → symptom families seen on it
         self.versions: dict[str, str] = {}
         self.texts: list[str] = []
         self.decisions: list[GroupDecision] = []
@@ -223,24 +313,36 @@ class _State:
         self.reopen_count = 0
 
     def absorb(self, alert: Alert) -> None:
+        if alert.fingerprint not in self.alerts:
+            self.texts.append(_text(alert))  # one text per member series: re-fires add no weight
+            self.last_growth_at = max(self.last_growth_at, alert.starts_at)
         self.alerts[alert.fingerprint] = alert
         self.occurrences += 1
         self.services |= alert_services(alert)
         self.resources |= _resources(alert)
+        if _is_infrastructure(alert):
+            self.infra_hosts |= _hosts(alert)
+        for service in alert_services(alert):
+            self.symptoms.setdefault(service, set()).add(symptom(alert))
         version = alert.labels.get("service.version")
         if version and alert.service:
             self.versions[alert.service] = version
-        self.texts.append(_text(alert))
         touched = max(alert.starts_at, alert.updated_at or alert.starts_at)
         self.last_alert_at = max(self.last_alert_at, touched)
+        self.last_fire_at = max(self.last_fire_at, alert.starts_at)
 
     def rebuild(self) -> None:
         """Recompute the derived sets from the member alerts (after a merge or split)."""
         members = list(self.alerts.values())
         self.services, self.resources, self.versions, self.texts = set(), set(), {}, []
+        self.infra_hosts, self.symptoms = set(), {}
         for alert in members:
             self.services |= alert_services(alert)
             self.resources |= _resources(alert)
+            if _is_infrastructure(alert):
+                self.infra_hosts |= _hosts(alert)
+            for service in alert_services(alert):
+                self.symptoms.setdefault(service, set()).add(symptom(alert))
             version = alert.labels.get("service.version")
             if version and alert.service:
                 self.versions[alert.service] = version
@@ -248,6 +350,8 @@ class _State:
         if members:
             self.started_at = min(a.starts_at for a in members)
             self.last_alert_at = max(max(a.starts_at, a.updated_at or a.starts_at) for a in members)
+            self.last_growth_at = max(a.starts_at for a in members)
+            self.last_fire_at = max(self.last_fire_at, self.last_growth_at)
             self.title = min(members, key=lambda a: (a.starts_at, a.fingerprint)).title
 
     @property
@@ -255,6 +359,11 @@ class _State:
         if self.resolved_at is not None:
             return "resolved"
         return "acknowledged" if self.acknowledged_by else "open"
+
+    @property
+    def ongoing(self) -> bool:
+        """A member that is not flapping still fires: the fault goes on, new symptoms may join."""
+        return any(a.ends_at is None and fp not in self.flapping for fp, a in self.alerts.items())
 
     @property
     def all_resolved(self) -> bool:
@@ -294,8 +403,11 @@ class Grouper:
         self._incidents: dict[str, _State] = {}
         self._seen: dict[tuple[str, datetime], str] = {}
         self._owner: dict[str, str] = {}  # fingerprint → incident holding its latest occurrence
+        self._gone: dict[str, Incident] = {}  # merged-away incidents, until the lifecycle reports them
+        self._builds: dict[str, str] = {}  # service → the build its latest alert ran
+        self._deploys: dict[str, tuple[str, str, datetime]] = {}  # service → (old, new, first seen)
         self._bags: dict[str, tuple[int, Counter[str]]] = {}  # incident → (texts counted, term counts)
-        self._hop_cache: dict[str, dict[str, int]] = {}  # service → undirected hops to the others
+        self._hop_cache: dict[str, tuple[dict[str, int], dict[str, int], dict[str, int]]] = {}
 
     # --- public surface ---------------------------------------------------------------------
 
@@ -309,7 +421,9 @@ class Grouper:
             return affine
         candidates = self._candidates(alert)
         scored = self._score(alert, candidates)
-        return self._decide(alert, scored)
+        decision = self._decide(alert, scored)
+        self._observe_version(alert)
+        return decision
 
     def add_all(self, alerts: Iterable[Alert]) -> list[GroupDecision]:
         return [self.add(a) for a in sorted(alerts, key=lambda a: a.starts_at)]
@@ -328,6 +442,14 @@ class Grouper:
     def alerts(self, incident_id: str) -> list[Alert]:
         """The latest version of each member alert, in arrival order."""
         return list(self._incidents[incident_id].alerts.values())
+
+    def take_merged(self, incident_id: str) -> Incident | None:
+        """The last snapshot of an incident merged into another (once), to report it resolved."""
+        return self._gone.pop(incident_id, None)
+
+    def owner(self, fingerprint: str, starts_at: datetime) -> str | None:
+        """The incident an alert occurrence belongs to now (after merges and splits), if known."""
+        return self._seen.get((fingerprint, starts_at))
 
     def knows(self, fingerprint: str, starts_at: datetime) -> bool:
         """True when this alert occurrence was grouped already (a new version is a duplicate)."""
@@ -357,14 +479,16 @@ class Grouper:
         state.resolved_at = at
         return state.snapshot()
 
-    def merge(self, target_id: str, source_id: str, actor: str, at: datetime) -> Incident:
+    def merge(self, target_id: str, source_id: str, actor: str, at: datetime, reason: str = "") -> Incident:
         """Move every alert and decision of ``source_id`` into ``target_id``; the source is gone."""
         if target_id == source_id:
             raise ValueError("cannot merge an incident into itself")
         target, source = self._incidents[target_id], self._incidents.pop(source_id)
+        self._gone[source_id] = replace(source.snapshot(), status="resolved", resolved_at=at)
         target.alerts.update(source.alerts)
         target.occurrences += source.occurrences
         target.flapping |= source.flapping
+        target.last_fire_at = max(target.last_fire_at, source.last_fire_at)
         target.decisions.extend(source.decisions)
         target.decisions.sort(key=lambda d: d.at or d.starts_at)
         for key, owner in self._seen.items():
@@ -374,11 +498,10 @@ class Grouper:
             if owner == source_id:
                 self._owner[fingerprint] = target_id
         target.rebuild()
-        target.decisions.append(
-            GroupDecision(
-                "", at, target_id, True, f"merged {source_id} into this incident", at=at, actor=actor
-            )
-        )
+        self._bags.pop(target_id, None)
+        self._bags.pop(source_id, None)
+        note = f"merged {source_id} into this incident" + (f": {reason}" if reason else "")
+        target.decisions.append(GroupDecision("", at, target_id, True, note, at=at, actor=actor))
         return target.snapshot()
 
     def split(self, incident_id: str, fingerprints: Iterable[str], actor: str, at: datetime) -> Incident:
@@ -408,6 +531,7 @@ class Grouper:
         for fingerprint in moving:
             self._owner[fingerprint] = fresh.id
         state.rebuild()
+        self._bags.pop(incident_id, None)
         note = f"split {', '.join(moving)} from {incident_id} into {fresh.id}"
         state.decisions.append(GroupDecision("", at, incident_id, False, note, at=at, actor=actor))
         fresh.decisions.append(GroupDecision("", at, fresh.id, False, note, at=at, actor=actor))
@@ -447,9 +571,11 @@ class Grouper:
         state = self._incidents.get(owner) if owner is not None else None
         if state is None:
             return None
+        previous = state.alerts.get(alert.fingerprint)
+        quiet_since = previous.ends_at if previous is not None else None
+        if quiet_since is not None and alert.starts_at - quiet_since > self.config.reopen_window:
+            return None  # the series fires again long after: maybe another fault, so score it
         if state.resolved_at is None:
-            if alert.starts_at - state.last_alert_at > self.config.window:
-                return None
             reason, reopened = "joined: the same alert fired again while the incident is open", False
         else:
             since = alert.starts_at - state.resolved_at
@@ -469,7 +595,13 @@ class Grouper:
 
     def _candidates(self, alert: Alert) -> list[_State]:
         horizon = alert.starts_at - self.config.window
-        return [s for s in self._incidents.values() if s.resolved_at is None and s.last_alert_at >= horizon]
+        return [
+            s
+            for s in self._incidents.values()
+            if s.resolved_at is None
+            and (s.last_growth_at >= horizon or s.ongoing)
+            and not s.flapping.issuperset(s.alerts)  # a flapper alone explains nothing else
+        ]
 
     def _score(self, alert: Alert, candidates: list[_State]) -> list[CandidateScore]:
         if not candidates:
@@ -479,7 +611,7 @@ class Grouper:
         for state, text in zip(candidates, texts, strict=True):
             factors = Factors(
                 topology=self._topology(alert, state),
-                resources=1.0 if _resources(alert) & state.resources else 0.0,
+                resources=_resource_overlap(alert, state.resources, state.infra_hosts),
                 text=text,
                 time=self._time(alert, state),
                 change=self._change(alert, state),
@@ -488,12 +620,16 @@ class Grouper:
         return scored
 
     def _decide(self, alert: Alert, scored: list[CandidateScore]) -> GroupDecision:
-        best = max(scored, key=lambda c: c.score, default=None)
+        best = max(scored, key=lambda c: (c.score, c.incident_id), default=None)
         threshold = self.config.join_threshold
+        merged: list[str] = []
         if best is not None and best.score >= threshold:
             state = self._incidents[best.incident_id]
             reason = f"joined: best score {best.score:.3f} >= threshold {threshold:.3f}"
             joined = True
+            state, merged = self._merge_burst(alert, state, scored)
+            if merged:
+                reason += f"; it also ties {', '.join(merged)} opened in the same burst: merged"
         else:
             state = _State(alert)
             self._incidents[state.id] = state
@@ -506,49 +642,155 @@ class Grouper:
         state.absorb(alert)
         self._seen[(alert.fingerprint, alert.starts_at)] = state.id
         self._owner[alert.fingerprint] = state.id
-        decision = GroupDecision(alert.fingerprint, alert.starts_at, state.id, joined, reason, tuple(scored))
+        decision = GroupDecision(
+            alert.fingerprint, alert.starts_at, state.id, joined, reason, tuple(scored), merged=tuple(merged)
+        )
         state.decisions.append(decision)
         return decision
+
+    def _merge_burst(
+        self, alert: Alert, state: _State, scored: list[CandidateScore]
+    ) -> tuple[_State, list[str]]:
+        """Symptoms of one fault arrive in a burst, in no useful order: callers' alerts can open
+        incidents before the alert that ties them (their shared callee) arrives. When this alert
+        scores above the threshold with several incidents that all started within ``burst`` of
+        it, they are one incident: merge them into the oldest."""
+        burst = self.config.burst
+        young = [
+            self._incidents[c.incident_id]
+            for c in scored
+            if c.score >= self.config.merge_threshold
+            and alert.starts_at - self._incidents[c.incident_id].started_at <= burst
+        ]
+        if len(young) < 2 or state not in young:
+            return state, []
+        young.sort(key=lambda s: (s.started_at, s.id))
+        target, merged = young[0], []
+        for other in young[1:]:
+            self.merge(target.id, other.id, "warroom", alert.starts_at, reason="tied by a later alert")
+            merged.append(other.id)
+        return target, merged
 
     # --- factors ------------------------------------------------------------------------------
 
     def _topology(self, alert: Alert, state: _State) -> float:
-        mine = alert_services(alert)
-        if mine & state.services:
-            return 1.0  # the same service: zero hops, known without a topology
+        """Direction-aware proximity to what the incident is *about*: its roots, the services of
+        the incident that call no other service of it (where its symptoms come from). Symptoms
+        spread from a callee to its callers, so an alert *upstream* of a root (``h`` hops up)
+        scores ``1/(1+h)``; one below a root (a deeper cause) ``DOWNSTREAM/(1+h)``; a caller of a
+        dependency the root also uses, ``d`` hops in all, ``1/(1+d/2)``; anything else connected
+        ``SIDEWAYS/(1+h)`` on undirected hops. Measuring to the roots rather than to every
+        member keeps a busy entry service (in every incident as a symptom) from pulling unrelated
+        faults together. A root's own service scores 1 with a symptom it already shows (or one its
+        saturation explains) and ``NEW_SYMPTOM`` with a new kind."""
+        mine = alert_services(alert) - self._rebuilt(alert, state)
+        roots = self._roots(state)
+        kind = symptom(alert)
+        compatible = {kind, "any", "resources"}
+        same = mine & roots
+        if any(kind == "any" or state.symptoms.get(s, set()) & compatible for s in same):
+            return 1.0  # a root itself, with a symptom it already shows or its saturation explains
+        if same:
+            return _NEW_SYMPTOM  # the same service, another symptom: maybe another fault on it
+        if _placed_together(alert, state):
+            return 1.0  # a machine and the workloads on it
+        if kind == "resources":
+            return 0.0  # saturation is local: it does not spread along calls
         if self.topology is None:
-            return 0.0
-        hops = [h for a in mine for b in state.services if (h := self._distances(a).get(b)) is not None]
-        return 1.0 / (1.0 + min(hops)) if hops else 0.0
+            return 1.0 if mine & state.services else 0.0
+        best = 0.0
+        # A callee turning anomalous well after the incident began neither caused it (it started
+        # later) nor was caused by it (faults spread to callers): only early ones may be the cause.
+        early = alert.starts_at - state.started_at <= self.config.burst
+        for a in mine:
+            up, down, any_way = self._distances(a)
+            for b in roots:
+                if (h := down.get(b)) is not None:  # b is a callee of a: a is upstream of b
+                    best = max(best, 1.0 / (1.0 + h))
+                elif (h := up.get(b)) is not None and early:
+                    best = max(best, _DOWNSTREAM / (1.0 + h))
+                elif (d := self._shared_callee(down, b)) is not None:
+                    best = max(best, 1.0 / (1.0 + d / 2.0))
+                elif (h := any_way.get(b)) is not None:
+                    best = max(best, _SIDEWAYS / (1.0 + h))
+        return best
 
-    def _distances(self, service: str) -> dict[str, int]:
-        """Undirected hops from ``service`` to every reachable service; one BFS per service, cached
-        (the topology is immutable), so a decision costs a lookup per candidate service."""
+    def _roots(self, state: _State) -> set[str]:
+        """Services of the incident that call no other service of it (all of them without a topology)."""
+        if self.topology is None:
+            return set(state.services)
+        known = set(self.topology.services)
+        roots = {s for s in state.services if not (set(self.topology.callees(s)) & state.services)}
+        return roots | (state.services - known)
+
+    def _shared_callee(self, down: dict[str, int], other: str) -> int | None:
+        """Fewest hops from both services to a callee they share (a common dependency is a common
+        cause: two callers of a slow database are one incident), or None."""
+        theirs = self._distances(other)[1]
+        common = [down[c] + theirs[c] for c in down.keys() & theirs.keys()]
+        return min(common) if common else None
+
+    @staticmethod
+    def _rebuilt(alert: Alert, state: _State) -> set[str]:
+        """The alert's service when it runs another build than the incident saw for it: after a
+        deploy the same name is a different program, and its alerts a candidate new cause."""
+        version = alert.labels.get("service.version")
+        seen = state.versions.get(alert.service)
+        return {alert.service} if version and seen and version != seen else set()
+
+    def _distances(self, service: str) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """Hops from ``service`` to its callers (up), its callees (down) and any service
+        (undirected); one BFS each per service, cached (the topology is immutable)."""
         cached = self._hop_cache.get(service)
         if cached is not None:
             return cached
-        dist: dict[str, int] = {}
-        if self.topology is not None and service in self.topology.services:
-            dist[service] = 0
-            queue = [service]
+        topology = self.topology
+        known = topology is not None and service in topology.services
+
+        def bfs(step: Callable[[str], Iterable[str]]) -> dict[str, int]:
+            dist: dict[str, int] = {service: 0} if known else {}
+            queue = list(dist)
             for node in queue:
-                for nxt in (*self.topology.callees(node), *self.topology.callers(node)):
+                for nxt in step(node):
                     if nxt not in dist:
                         dist[nxt] = dist[node] + 1
                         queue.append(nxt)
-        self._hop_cache[service] = dist
-        return dist
+            dist.pop(service, None)
+            return dist
+
+        assert topology is not None
+        found = (
+            bfs(topology.callers),
+            bfs(topology.callees),
+            bfs(lambda n: (*topology.callees(n), *topology.callers(n))),
+        )
+        self._hop_cache[service] = found
+        return found
 
     def _time(self, alert: Alert, state: _State) -> float:
-        minutes = max(0.0, (alert.starts_at - state.last_alert_at).total_seconds() / 60.0)
+        minutes = max(0.0, (alert.starts_at - state.started_at).total_seconds() / 60.0)
         half_life = self.config.time_half_life.total_seconds() / 60.0
         return float(0.5 ** (minutes / half_life)) if half_life > 0 else 0.0
 
-    @staticmethod
-    def _change(alert: Alert, state: _State) -> float:
+    def _change(self, alert: Alert, state: _State) -> float:
+        """1 when the alert runs a build its service got recently (a deploy) and the incident
+        already holds alerts of that build: both are effects of the same change."""
         version = alert.labels.get("service.version")
-        known = state.versions.get(alert.service)
-        return 1.0 if version and known and version != known else 0.0
+        deploy = self._deploys.get(alert.service)
+        if not version or deploy is None or deploy[1] != version:
+            return 0.0
+        recent = alert.starts_at - deploy[2] <= self.config.window * 4
+        return 1.0 if recent and state.versions.get(alert.service) == version else 0.0
+
+    def _observe_version(self, alert: Alert) -> None:
+        """Remember each service's build; a new one is a deploy ``(old, new, first seen)``."""
+        version = alert.labels.get("service.version")
+        if not version or not alert.service:
+            return
+        current = self._builds.get(alert.service)
+        if current is not None and current != version:
+            self._deploys[alert.service] = (current, version, alert.starts_at)
+        self._builds[alert.service] = version
 
     def _text_similarity(self, alert: Alert, candidates: list[_State]) -> list[float]:
         """TF-IDF cosine (scikit-learn's defaults: raw counts, smooth IDF, l2) of the alert against

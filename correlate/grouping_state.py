@@ -83,6 +83,8 @@ def _state_to_json(s: _State) -> dict[str, Any]:
         "title": s.title,
         "started_at": time_text(s.started_at),
         "last_alert_at": time_text(s.last_alert_at),
+        "last_growth_at": time_text(s.last_growth_at),
+        "last_fire_at": time_text(s.last_fire_at),
         "alerts": [alert_to_json(a) for a in s.alerts.values()],
         "occurrences": s.occurrences,
         "texts": list(s.texts),
@@ -103,6 +105,8 @@ def _state_from_json(data: dict[str, Any]) -> _State:
     state.title = data["title"]
     state.started_at = _time(data["started_at"]) or state.started_at
     state.last_alert_at = _time(data["last_alert_at"]) or state.last_alert_at
+    state.last_growth_at = _time(data["last_growth_at"]) or state.last_growth_at
+    state.last_fire_at = _time(data["last_fire_at"]) or state.last_fire_at
     state.occurrences = int(data["occurrences"])
     state.texts = list(data["texts"])
     state.decisions = [decision_from_json(d) for d in data["decisions"]]
@@ -119,6 +123,8 @@ def grouper_to_json(grouper: Grouper) -> dict[str, Any]:
         "incidents": [_state_to_json(s) for s in grouper._incidents.values()],
         "seen": [[fp, time_text(at), owner] for (fp, at), owner in grouper._seen.items()],
         "owner": dict(grouper._owner),
+        "builds": dict(sorted(grouper._builds.items())),
+        "deploys": {s: [old, new, time_text(at)] for s, (old, new, at) in sorted(grouper._deploys.items())},
     }
 
 
@@ -139,4 +145,9 @@ def grouper_from_json(
         assert when is not None
         grouper._seen[(fp, when)] = owner
     grouper._owner = dict(data["owner"])
+    grouper._builds = dict(data.get("builds", {}))
+    for service, (old, new, at) in data.get("deploys", {}).items():
+        when = _time(at)
+        assert when is not None
+        grouper._deploys[service] = (old, new, when)
     return grouper

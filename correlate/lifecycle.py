@@ -110,7 +110,8 @@ class IncidentBook:
         at = alert.updated_at or alert.ends_at or alert.starts_at if decision.duplicate else alert.starts_at
         self._clock.see(at)
         incident_id = decision.incident_id
-        flapping = self._flap(alert, decision)
+        changes = [self._merged_away(gone, incident_id, at) for gone in decision.merged]
+        flapping, split_off = self._flap(alert, decision)
         incident = self.grouper.incident(incident_id)
         causes = tuple(self.root_causes(incident_id))
         reasons: list[str] = [decision.reason]
@@ -131,21 +132,39 @@ class IncidentBook:
             reasons.extend(significant)
         if notify:
             self._remember(incident, causes)
-        return [self._change(kind, incident, at, notify, reasons, causes, decision=decision)]
+        changes.append(self._change(kind, incident, at, notify, reasons, causes, decision=decision))
+        if split_off is not None:
+            note = f"flapping alert {alert.title!r} split off {incident_id}: held open, not paged"
+            changes.append(self._change("opened", self.grouper.incident(split_off), at, False, [note]))
+        return changes
 
-    def _flap(self, alert: Alert, decision: GroupDecision) -> str:
+    def _merged_away(self, gone_id: str, into: str, at: datetime) -> Change:
+        """An incident the grouper merged into ``into``: reported resolved ("merged into …")."""
+        gone = self.grouper.take_merged(gone_id)
+        assert gone is not None, gone_id
+        notify = self._sent.pop(gone_id, None) is not None
+        return Change("resolved", gone, at, notify, (f"merged into {into} by warroom",), (), "warroom")
+
+    def _flap(self, alert: Alert, decision: GroupDecision) -> tuple[str, str | None]:
+        """Mark a flapping alert; one that joined another fault's incident is split into its own
+        (a flapper explains nothing else). Returns the note and the split-off incident, if any."""
         if decision.duplicate:
-            return ""
+            return "", None
         horizon = alert.starts_at - self.config.flap_window
         fires = [t for t in self._fires.get(alert.fingerprint, []) if t >= horizon]
         fires.append(alert.starts_at)
         self._fires[alert.fingerprint] = fires
         incident = self.grouper.incident(decision.incident_id)
         if len(fires) < self.config.flap_threshold or alert.fingerprint in incident.flapping:
-            return ""
+            return "", None
         self.grouper.mark_flapping(decision.incident_id, alert.fingerprint, True)
         minutes = self.config.flap_window.total_seconds() / 60
-        return f"alert {alert.title!r} fired {len(fires)} times in {minutes:.0f} min: flapping, held open"
+        note = f"alert {alert.title!r} fired {len(fires)} times in {minutes:.0f} min: flapping, held open"
+        first = self.grouper.explain(decision.incident_id)[0]
+        if len(incident.fingerprints) > 1 and first.fingerprint != alert.fingerprint:
+            fresh = self.grouper.split(decision.incident_id, [alert.fingerprint], "warroom", alert.starts_at)
+            return f"{note}; split into its own incident {fresh.id}", fresh.id
+        return note, None
 
     def _significance(self, incident: Incident, causes: tuple[Candidate, ...]) -> list[str]:
         sent = self._sent.get(incident.id)

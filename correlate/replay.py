@@ -1,9 +1,11 @@
 """Offline, deterministic correlation of a recorded alert stream: alerts JSONL in, incidents JSONL out.
 
-:func:`replay` reads every alert of a JSONL file, orders them canonically (so the result does not
-depend on the order of the input lines), groups them with :class:`~correlate.grouping.Grouper`,
-ranks each incident's root causes with :func:`~correlate.rootcause.rank` and writes one incident
-per line. The same input (in any line order), topology and config give byte-identical output.
+:func:`replay` reads every alert of a JSONL file, orders them canonically
+(:func:`correlate.ordering.events`, so the result does not depend on the order of the input lines),
+runs them through the live correlator's :class:`~correlate.lifecycle.IncidentBook` — grouping,
+flapping, quiet-period resolves and reopens, with the clock at each record's time — ranks each
+incident's root causes with :func:`~correlate.rootcause.rank` and writes one incident per line.
+The same input (in any line order), topology and config give byte-identical output.
 
 Alert JSONL format: see :mod:`warroom.alert_json`.
 
@@ -29,12 +31,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from correlate.grouping import Grouper, GroupingConfig, Incident
+from correlate.grouping import GroupingConfig, Incident
 from correlate.grouping_state import decision_to_json
+from correlate.lifecycle import IncidentBook, LifecycleConfig
+from correlate.ordering import events
 from correlate.rootcause import rank
 from correlate.topology import Topology
 from warroom.alert_json import alert_from_json, alert_to_json, read_alerts, time_text
@@ -59,33 +62,6 @@ class ReplaySummary:
 
 
 # --- ordering -----------------------------------------------------------------------------------
-
-
-def _canonical(alert: Alert) -> str:
-    return json.dumps(alert_to_json(alert), sort_keys=True)
-
-
-def _ordered(alerts: list[Alert]) -> list[Alert]:
-    """Canonical processing order, independent of input order.
-
-    Records sharing ``(fingerprint, starts_at)`` are versions of one alert: firing before resolved,
-    then by ``ends_at``, ``updated_at`` and content. The first version is processed at
-    ``starts_at``; later ones at their own time (``updated_at``, else ``ends_at``), never earlier.
-    """
-    versions: dict[tuple[str, datetime], list[Alert]] = {}
-    for a in alerts:
-        versions.setdefault((a.fingerprint, a.starts_at), []).append(a)
-    floor = datetime.min.replace(tzinfo=UTC)
-    keyed: list[tuple[datetime, int, datetime, str, int, Alert]] = []
-    for (fingerprint, starts_at), group in versions.items():
-        group.sort(
-            key=lambda a: (a.ends_at is not None, a.ends_at or floor, a.updated_at or floor, _canonical(a))
-        )
-        for i, a in enumerate(group):
-            at = starts_at if i == 0 else max(starts_at, a.updated_at or a.ends_at or starts_at)
-            keyed.append((at, 0 if i == 0 else 1, starts_at, fingerprint, i, a))
-    keyed.sort(key=lambda t: t[:5])
-    return [t[5] for t in keyed]
 
 
 # --- incidents → JSON ---------------------------------------------------------------------------
@@ -124,17 +100,20 @@ def replay(
     out_path: Path,
     topology: Topology | None = None,
     config: GroupingConfig | None = None,
+    lifecycle: LifecycleConfig | None = None,
 ) -> ReplaySummary:
     """Group the alerts of ``alerts_path`` into incidents and write them to ``out_path`` (JSONL).
 
     Deterministic: the same alerts in any line order give byte-identical output.
     """
     alerts = read_alerts(alerts_path)
-    grouper = Grouper(topology, config)
-    decisions = [grouper.add(a) for a in _ordered(alerts)]
-    incidents = sorted(grouper.incidents(), key=lambda i: (i.started_at, i.id))
+    book = IncidentBook(topology, config or GroupingConfig(), lifecycle or LifecycleConfig())
+    for at, alert in events(alerts):
+        book.tick(at)
+        book.ingest(alert)
+    incidents = sorted(book.incidents(), key=lambda i: (i.started_at, i.id))
     lines = [
-        json.dumps(incident_to_json(i, grouper.alerts(i.id), topology), sort_keys=True) + "\n"
+        json.dumps(incident_to_json(i, book.grouper.alerts(i.id), topology), sort_keys=True) + "\n"
         for i in incidents
     ]
     try:
@@ -144,9 +123,10 @@ def replay(
             f"{out_path}: cannot write incidents: {exc.strerror or exc}", reason="unwritable"
         ) from exc
     count = len(alerts)
+    occurrences = len({(a.fingerprint, a.starts_at) for a in alerts})
     return ReplaySummary(
         alerts=count,
         incidents=len(incidents),
-        duplicates=sum(1 for d in decisions if d.duplicate),
+        duplicates=count - occurrences,
         compression=round(1.0 - len(incidents) / count, _DIGITS) if count else 0.0,
     )

@@ -12,8 +12,9 @@ counts for the **callee** (what the caller waited for); any other alert counts f
   anomalous collects their mass and ranks above them. Without a topology the term is 0;
 * ``onset`` — earliest anomaly first: 1 for the first onset, falling linearly to 0 for the last;
 * ``strength`` — the service's largest alert score (the severity when no score was set);
-* ``new_template`` — a ``new_log_template`` alert on the service within ``onset_window`` of its
-  first alert: strong evidence of a code fault;
+* ``local_cause`` — evidence the fault is in the service itself, within ``onset_window`` of its
+  first alert: a ``new_log_template`` alert (a code fault, which metrics miss), its own resource
+  saturation (a process/container metric), or a saturated machine it runs on (a node alert);
 * ``change`` — the service ran more than one ``service.version`` across its alerts, or one that
   differs from ``previous_versions`` (e.g. the version before the incident, from deploy data).
 
@@ -40,7 +41,8 @@ class RankConfig:
     w_walk: float = 0.35
     w_onset: float = 0.2
     w_strength: float = 0.15
-    w_new_template: float = 0.15
+    w_local_cause: float = 0.15
+    silent_strength: float = 0.8  # a silent shared dependency's strength, relative to its callers
     w_change: float = 0.15
     damping: float = 0.85
     backward: float = 0.2
@@ -105,6 +107,33 @@ def _walk(
     return rank / top if top > 0 else rank
 
 
+def _is_infrastructure(alert: Alert) -> bool:
+    """A node or host alert (no pod): evidence about a machine, not a service."""
+    return not alert.labels.get("k8s.pod.name") and bool(
+        alert.labels.get("host.name") or alert.labels.get("k8s.node.name")
+    )
+
+
+def _hosts(alert: Alert) -> set[str]:
+    return {v for k in ("host.name", "k8s.node.name") if (v := alert.labels.get(k))}
+
+
+def _local_cause(alerts: Sequence[Alert], onset: datetime, window: timedelta) -> str:
+    """Evidence that the fault is *in* this service rather than passed on by a dependency: a new
+    error log template (code faults, which metrics miss) or its own resource saturation (a
+    process/container metric), at its onset. Empty when none."""
+    for a in alerts:
+        if a.starts_at - onset > window:
+            continue
+        signal = a.labels.get("signal")
+        if signal == SignalKind.NEW_LOG_TEMPLATE.value:
+            return f"new log template at onset: {a.labels.get('template') or a.title}"
+    for a in alerts:
+        if a.starts_at - onset <= window and a.labels.get("signal") == SignalKind.METRIC.value:
+            return f"own resource saturated at onset: {a.labels.get('metric') or a.title}"
+    return ""
+
+
 def rank(
     incident_alerts: Sequence[Alert],
     topology: Topology | None,
@@ -113,47 +142,69 @@ def rank(
     previous_versions: Mapping[str, str] | None = None,
     config: RankConfig | None = None,
 ) -> list[Candidate]:
-    """The ``k`` most likely root-cause services, best first (ties broken by name)."""
+    """The ``k`` most likely root-cause services, best first (ties broken by name).
+
+    Node and host alerts are not candidates themselves; a saturated machine is local-cause evidence
+    for the incident's services running on it. A dependency that raised no alert of its own but is
+    called by two or more anomalous services that no other anomalous callee explains (a database
+    without telemetry behind two slow services) is a candidate too.
+    """
     cfg = config or RankConfig()
     by_service: dict[str, list[Alert]] = {}
+    machines: dict[str, list[Alert]] = {}
     for alert in incident_alerts:
+        if _is_infrastructure(alert):
+            for host in _hosts(alert):
+                machines.setdefault(host, []).append(alert)
+            continue
         entity = anomalous_entity(alert)
         if entity:
             by_service.setdefault(entity, []).append(alert)
     if not by_service or k <= 0:
         return []
-    services = sorted(by_service)
-    strength = {s: max(_strength(a) for a in by_service[s]) for s in services}
-    onset: dict[str, datetime] = {s: min(a.starts_at for a in by_service[s]) for s in services}
+    strength = {s: max(_strength(a) for a in alerts) for s, alerts in by_service.items()}
+    onset: dict[str, datetime] = {s: min(a.starts_at for a in alerts) for s, alerts in by_service.items()}
+    silent: dict[str, list[str]] = {}
+    if topology is not None:
+        for s in list(by_service):
+            if any(c in by_service for c in topology.callees(s)):
+                continue  # its symptoms are explained by an anomalous callee already
+            for callee in topology.callees(s):
+                silent.setdefault(callee, []).append(s)
+        silent = {c: callers for c, callers in silent.items() if len(callers) >= 2}
+        for c, callers in silent.items():
+            strength[c] = cfg.silent_strength * max(strength[s] for s in callers)
+            onset[c] = min(onset[s] for s in callers)
+    services = sorted(strength)
     first, last = min(onset.values()), max(onset.values())
     span = (last - first).total_seconds()
     walk = _walk(services, strength, topology, cfg) if topology is not None else np.zeros(len(services))
 
     scored: list[tuple[str, float, list[str]]] = []
     for i, s in enumerate(services):
+        alerts = by_service.get(s, [])
         reasons: list[str] = []
         onset_score = 1.0 if span == 0 else 1.0 - (onset[s] - first).total_seconds() / span
         lag = (onset[s] - first).total_seconds()
         reasons.append("earliest anomaly" if lag == 0 else f"anomalous {lag:.0f}s after the first")
+        if s in silent:
+            reasons.append(f"no alerts of its own; called by anomalous {', '.join(sorted(silent[s]))}")
         walk_score = float(walk[i])
         if topology is not None:
-            callers = sorted(c for c in topology.upstream(s) if c in by_service)
+            callers = sorted(c for c in topology.upstream(s) if c in strength)
             if callers:
                 reasons.append(f"depended on by anomalous {', '.join(callers)} (walk {walk_score:.2f})")
             else:
                 reasons.append(f"no anomalous service depends on it (walk {walk_score:.2f})")
         reasons.append(f"max anomaly score {strength[s]:.2f}")
-        templates = [
-            a
-            for a in by_service[s]
-            if a.labels.get("signal") == SignalKind.NEW_LOG_TEMPLATE.value
-            and a.starts_at - onset[s] <= cfg.onset_window
-        ]
-        new_template = 1.0 if templates else 0.0
-        if templates:
-            text = templates[0].labels.get("template") or templates[0].title
-            reasons.append(f"new log template at onset: {text}")
-        versions = sorted({v for a in by_service[s] if (v := a.labels.get("service.version"))})
+        local = _local_cause(alerts, onset[s], cfg.onset_window)
+        hosts = {h for a in alerts for h in _hosts(a)} & set(machines)
+        if not local and hosts:
+            host = sorted(hosts)[0]
+            local = f"its machine {host} saturated: {machines[host][0].title}"
+        if local:
+            reasons.append(local)
+        versions = sorted({v for a in alerts if (v := a.labels.get("service.version"))})
         before = (previous_versions or {}).get(s)
         changed = len(versions) > 1 or (bool(versions) and before is not None and versions[-1] != before)
         if changed:
@@ -163,7 +214,7 @@ def rank(
             cfg.w_walk * walk_score
             + cfg.w_onset * onset_score
             + cfg.w_strength * strength[s]
-            + cfg.w_new_template * new_template
+            + cfg.w_local_cause * (1.0 if local else 0.0)
             + cfg.w_change * (1.0 if changed else 0.0)
         )
         scored.append((s, score, reasons))

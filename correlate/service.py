@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from correlate.lifecycle import Change
 from correlate.notifier import Notifier
+from correlate.ordering import events, version_events
 from correlate.store import IncidentStore, Session
 from warroom import alerts as alerts_table
 from warroom.alert_json import time_text
 from warroom.clickhouse import ClickHouse
-from warroom.model import Alert
 
-__all__ = ["Correlator", "RunSummary", "timeline"]
+__all__ = ["Correlator", "RunSummary"]
 
 log = logging.getLogger("warroom.correlate")
 
@@ -52,23 +52,6 @@ class RunSummary:
             "notices": self.notices,
             "open_incidents": self.open_incidents,
         }
-
-
-def _events(alert: Alert, known: bool) -> list[tuple[datetime, Alert]]:
-    """A version as lifecycle events: an unseen, already-ended alert first fires, then resolves."""
-    if alert.ends_at is None:
-        return [(alert.updated_at or alert.starts_at if known else alert.starts_at, alert)]
-    if known:
-        return [(max(alert.ends_at, alert.starts_at), alert)]
-    firing = replace(alert, ends_at=None, updated_at=alert.starts_at)
-    return [(alert.starts_at, firing), (max(alert.ends_at, alert.starts_at), alert)]
-
-
-def timeline(alerts: Iterable[Alert]) -> list[tuple[datetime, Alert]]:
-    """Latest alert versions → events in time order (fires before resolves at the same instant)."""
-    events = [e for a in alerts for e in _events(a, known=False)]
-    events.sort(key=lambda e: (e[0], e[1].ends_at is not None, e[1].starts_at, e[1].fingerprint))
-    return events
 
 
 class Correlator:
@@ -100,7 +83,7 @@ class Correlator:
         """Group the alerts that started in ``[since, until)``, in data time."""
         found = alerts_table.read(self.store, since, until)
         with self.incidents.transaction() as s:
-            for at, alert in timeline(found):
+            for at, alert in events(found):
                 s.record(s.book.tick(at))
                 s.record(s.book.ingest(alert))
             s.record(s.book.tick(until))
@@ -118,7 +101,7 @@ class Correlator:
             arrived = alerts_table.read_arrived(self.store, after, until) if until > after else []
             for _, alert in arrived:
                 known = s.book.grouper.knows(alert.fingerprint, alert.starts_at)
-                for at, event in _events(alert, known):
+                for at, event in version_events(alert, known):
                     s.record(s.book.tick(min(at, now)))
                     s.record(s.book.ingest(event))
             s.record(s.book.tick(now))

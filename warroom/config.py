@@ -229,8 +229,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "incident_reopen_s",
         _parse_int,
-        1800,
-        "A member alert firing again within this many seconds of the resolve reopens the incident.",
+        600,
+        "A member alert firing again within this many seconds of its previous end rejoins (reopens) "
+        "its incident; later it is grouped afresh.",
         _non_negative,
     ),
     Setting(

@@ -127,7 +127,8 @@ def test_one_fault_on_connected_services_is_one_incident(shop: Topology) -> None
     assert [d.joined for d in decisions] == [False, True, True, True, True, False]
     cart_decision = decisions[-1]
     assert cart_decision.candidates[0].incident_id == main.id
-    assert cart_decision.candidates[0].factors.topology == pytest.approx(0.5)  # cart <-> frontend
+    # A memory metric is saturation, local to cart: it does not spread along calls to frontend.
+    assert cart_decision.candidates[0].factors.topology == 0.0
     assert cart_decision.candidates[0].score < GroupingConfig().join_threshold
 
 
@@ -146,9 +147,10 @@ def test_every_decision_records_per_factor_scores(shop: Topology) -> None:
     main = grouper.incidents()[0]
     assert grouper.explain(main.id) == [d for d in decisions if d.incident_id == main.id]
     assert grouper.incident(main.id).decisions == tuple(grouper.explain(main.id))
-    # payment is on the first alert's edge: topology 1; time decays from the last alert.
+    # payment calls postgres, the incident's root (the service its members all lead to): one hop
+    # up, 0.5; time decays from the incident's onset.
     payment = decisions[2].candidates[0].factors
-    assert payment.topology == 1.0 and 0.5 < payment.time <= 1.0 and payment.text > 0.3
+    assert payment.topology == 0.5 and 0.5 < payment.time <= 1.0 and payment.text > 0.3
 
 
 def test_duplicates_update_and_never_create(shop: Topology) -> None:
@@ -207,8 +209,11 @@ def test_window_and_topology_absence(shop: Topology) -> None:
     fault = postgres_fault()
     late = replace(fault[1], starts_at=T0 + minutes(20))
     grouper = Grouper(shop)
-    grouper.add_all([fault[0], late])
-    assert len(grouper.incidents()) == 2  # outside the 15-minute window
+    grouper.add_all([replace(fault[0], ends_at=T0 + minutes(3)), late])
+    assert len(grouper.incidents()) == 2  # quiet, and outside the 15-minute window
+    ongoing = Grouper(shop)
+    ongoing.add_all([fault[0], late])
+    assert len(ongoing.incidents()) == 1  # a member still fires: the fault goes on
     blind = Grouper(None)
     d = blind.add_all([fault[0], fault[3]])[1]  # payment->postgres, then checkout: no shared service
     assert d.candidates[0].factors.topology == 0.0
@@ -223,8 +228,16 @@ def test_version_change_is_a_factor(shop: Topology) -> None:
     newer = alert(
         "checkout", SignalKind.LATENCY_P95, "checkout latency p95 high", minutes(2), service_version="2.4.1"
     )
-    factors = grouper.add(newer).candidates[0].factors
-    assert factors.change == 1.0 and factors.resources == 0.0
+    # Another build of checkout than the incident saw: not "the same service", a candidate new cause.
+    first = grouper.add(newer)
+    assert first.candidates[0].factors.topology < 1.0 and not first.joined
+    # Alerts of the new build group with each other: the change factor ties them.
+    again = alert(
+        "checkout", SignalKind.ERROR_RATIO, "checkout error ratio high", minutes(3), service_version="2.4.1"
+    )
+    decision = grouper.add(again)
+    by_id = {c.incident_id: c.factors for c in decision.candidates}
+    assert by_id[first.incident_id].change == 1.0 and decision.incident_id == first.incident_id
 
 
 def test_root_cause_of_postgres_fault_is_postgres(shop: Topology) -> None:

@@ -150,7 +150,7 @@ def test_replay_groups_two_faults_and_ranks_root_causes(tmp_path: Path, shop: To
     assert "no open incident" in decisions[0]["reason"]
     factors = decisions[2]["candidates"][0]["factors"]
     assert set(factors) == {"topology", "resources", "text", "time", "change"}
-    assert factors["topology"] == 1.0
+    assert factors["topology"] == 0.5  # one hop up from postgres, the incident's root
     assert second["decisions"][-1]["duplicate"] and "resolve" in second["decisions"][-1]["reason"]
 
 
@@ -175,9 +175,10 @@ def test_without_topology_and_empty_input(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     summary = replay(write_lines(tmp_path / "a.jsonl", stream()), out, None)
     assert summary.alerts == 10 and summary.duplicates == 2
-    # Without a topology, proximity is known only for a shared service (zero hops): 1 or 0.
+    # Without a topology, proximity is known only for a shared service: 1 for a symptom it already
+    # shows, 0.5 for a new kind of symptom; else 0.
     assert all(
-        c["factors"]["topology"] in (0.0, 1.0)
+        c["factors"]["topology"] in (0.0, 0.5, 1.0)
         for i in load(out)
         for d in i["decisions"]
         for c in d["candidates"]
