@@ -299,11 +299,13 @@ class _State:
         self.last_growth_at = first.starts_at  # when a new member series last joined
         self.last_fire_at = first.starts_at  # the latest occurrence start (updates do not count)
         self.alerts: dict[str, Alert] = {}  # latest alert per fingerprint, in arrival order
+        self.firing: set[str] = set()  # members whose latest version has not ended
         self.occurrences = 0  # alert occurrences grouped here (re-fires count, duplicates don't)
         self.services: set[str] = set()
         self.resources: set[Resource] = set()
         self.infra_hosts: set[str] = set()  # machines the incident has a node/host alert for
         self.symptoms: dict[str, set[str]] = {}  # service → symptom families seen on it
+        self.onsets: dict[str, datetime] = {}  # service → its first alert in the incident
         self.versions: dict[str, str] = {}
         self.texts: list[str] = []
         self.decisions: list[GroupDecision] = []
@@ -316,7 +318,7 @@ class _State:
         if alert.fingerprint not in self.alerts:
             self.texts.append(_text(alert))  # one text per member series: re-fires add no weight
             self.last_growth_at = max(self.last_growth_at, alert.starts_at)
-        self.alerts[alert.fingerprint] = alert
+        self.put(alert)
         self.occurrences += 1
         self.services |= alert_services(alert)
         self.resources |= _resources(alert)
@@ -324,6 +326,8 @@ class _State:
             self.infra_hosts |= _hosts(alert)
         for service in alert_services(alert):
             self.symptoms.setdefault(service, set()).add(symptom(alert))
+            if service not in self.onsets or alert.starts_at < self.onsets[service]:
+                self.onsets[service] = alert.starts_at
         version = alert.labels.get("service.version")
         if version and alert.service:
             self.versions[alert.service] = version
@@ -335,7 +339,8 @@ class _State:
         """Recompute the derived sets from the member alerts (after a merge or split)."""
         members = list(self.alerts.values())
         self.services, self.resources, self.versions, self.texts = set(), set(), {}, []
-        self.infra_hosts, self.symptoms = set(), {}
+        self.infra_hosts, self.symptoms, self.onsets = set(), {}, {}
+        self.firing = {fp for fp, a in self.alerts.items() if a.ends_at is None}
         for alert in members:
             self.services |= alert_services(alert)
             self.resources |= _resources(alert)
@@ -343,6 +348,8 @@ class _State:
                 self.infra_hosts |= _hosts(alert)
             for service in alert_services(alert):
                 self.symptoms.setdefault(service, set()).add(symptom(alert))
+                if service not in self.onsets or alert.starts_at < self.onsets[service]:
+                    self.onsets[service] = alert.starts_at
             version = alert.labels.get("service.version")
             if version and alert.service:
                 self.versions[alert.service] = version
@@ -360,18 +367,29 @@ class _State:
             return "resolved"
         return "acknowledged" if self.acknowledged_by else "open"
 
+    def put(self, alert: Alert) -> None:
+        """Store the latest version of a member alert, tracking which members still fire."""
+        self.alerts[alert.fingerprint] = alert
+        if alert.ends_at is None:
+            self.firing.add(alert.fingerprint)
+        else:
+            self.firing.discard(alert.fingerprint)
+
     @property
     def ongoing(self) -> bool:
         """A member that is not flapping still fires: the fault goes on, new symptoms may join."""
-        return any(a.ends_at is None and fp not in self.flapping for fp, a in self.alerts.items())
+        return bool(self.firing - self.flapping)
 
     @property
     def all_resolved(self) -> bool:
         """Every member alert has ended (the incident may still wait out its quiet period)."""
-        return all(a.ends_at is not None for a in self.alerts.values())
+        return not self.firing
 
     def snapshot(self) -> Incident:
         severity = max((a.severity for a in self.alerts.values()), key=_SEVERITY_RANK.__getitem__)
+        return self._view(severity)
+
+    def _view(self, severity: Severity) -> Incident:
         return Incident(
             id=self.id,
             title=self.title,
@@ -431,6 +449,16 @@ class Grouper:
     def explain(self, incident_id: str) -> list[GroupDecision]:
         """Every decision that touched ``incident_id``, oldest first (KeyError if unknown)."""
         return list(self._incidents[incident_id].decisions)
+
+    def has(self, incident_id: str) -> bool:
+        return incident_id in self._incidents
+
+    def ids(self) -> list[str]:
+        """Every incident id in the working set, oldest first (cheap: no snapshots)."""
+        return list(self._incidents)
+
+    def resolved_at(self, incident_id: str) -> datetime | None:
+        return self._incidents[incident_id].resolved_at
 
     def incident(self, incident_id: str) -> Incident:
         return self._incidents[incident_id].snapshot()
@@ -551,7 +579,7 @@ class Grouper:
         if owner is None:
             return None
         state = self._incidents[owner]
-        state.alerts[alert.fingerprint] = alert
+        state.put(alert)
         touched = alert.updated_at or alert.ends_at or alert.starts_at
         state.last_alert_at = max(state.last_alert_at, touched)
         what = "resolve" if alert.ends_at is not None else "re-send"
@@ -702,9 +730,11 @@ class Grouper:
         # A callee turning anomalous well after the incident began neither caused it (it started
         # later) nor was caused by it (faults spread to callers): only early ones may be the cause.
         early = alert.starts_at - state.started_at <= self.config.burst
+        horizon = alert.starts_at - self.config.window
+        recent = [b for b in roots if state.onsets.get(b, state.started_at) >= horizon]
         for a in mine:
             up, down, any_way = self._distances(a)
-            for b in roots:
+            for b in recent:
                 if (h := down.get(b)) is not None:  # b is a callee of a: a is upstream of b
                     best = max(best, 1.0 / (1.0 + h))
                 elif (h := up.get(b)) is not None and early:

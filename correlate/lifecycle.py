@@ -38,6 +38,7 @@ STAGES: tuple[str, ...] = ("group", "flap", "rank", "significance")
 
 STATE_VERSION = 1
 ROOT_CAUSES = 3
+_RERANK_EVERY = 10  # new member series between re-rankings when services and severity stay put
 
 ChangeKind = Literal["opened", "updated", "acknowledged", "resolved", "reopened", "merged", "split"]
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
@@ -45,7 +46,7 @@ _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 @dataclass(frozen=True, slots=True)
 class LifecycleConfig:
-    quiet: timedelta = timedelta(minutes=5)
+    quiet: timedelta = timedelta(minutes=10)
     flap_window: timedelta = timedelta(minutes=30)
     flap_threshold: int = 3
     keep: timedelta = timedelta(hours=6)  # resolved incidents stay in memory this long (for reopen)
@@ -101,6 +102,8 @@ class IncidentBook:
         self._fires: dict[str, list[datetime]] = {}  # fingerprint → recent occurrence starts
         self._sent: dict[str, _Sent] = {}
         self._clock = _Clock()
+        self._pruned: datetime | None = None  # when old fire times were last dropped
+        self._causes: dict[str, tuple[Any, tuple[Candidate, ...]]] = {}  # incident → (key, ranking)
 
     # --- alerts ---------------------------------------------------------------------------------
 
@@ -113,7 +116,7 @@ class IncidentBook:
         changes = [self._merged_away(gone, incident_id, at) for gone in decision.merged]
         flapping, split_off = self._flap(alert, decision)
         incident = self.grouper.incident(incident_id)
-        causes = tuple(self.root_causes(incident_id))
+        causes = self._ranked(incident)
         reasons: list[str] = [decision.reason]
         if flapping:
             reasons.append(flapping)
@@ -138,6 +141,17 @@ class IncidentBook:
             changes.append(self._change("opened", self.grouper.incident(split_off), at, False, [note]))
         return changes
 
+    def _ranked(self, incident: Incident) -> tuple[Candidate, ...]:
+        """Root causes of ``incident``, re-ranked when its services or severity changed: another
+        alert of a service already in it rarely moves the ranking, and ranking a large incident
+        on every alert would cost more than the decision itself."""
+        key = (incident.services, incident.severity, len(incident.fingerprints) // _RERANK_EVERY)
+        cached = self._causes.get(incident.id)
+        if cached is None or cached[0] != key:
+            cached = (key, tuple(self.root_causes(incident.id)))
+            self._causes[incident.id] = cached
+        return cached[1]
+
     def _merged_away(self, gone_id: str, into: str, at: datetime) -> Change:
         """An incident the grouper merged into ``into``: reported resolved ("merged into …")."""
         gone = self.grouper.take_merged(gone_id)
@@ -160,8 +174,7 @@ class IncidentBook:
         self.grouper.mark_flapping(decision.incident_id, alert.fingerprint, True)
         minutes = self.config.flap_window.total_seconds() / 60
         note = f"alert {alert.title!r} fired {len(fires)} times in {minutes:.0f} min: flapping, held open"
-        first = self.grouper.explain(decision.incident_id)[0]
-        if len(incident.fingerprints) > 1 and first.fingerprint != alert.fingerprint:
+        if len(incident.fingerprints) > 1:
             fresh = self.grouper.split(decision.incident_id, [alert.fingerprint], "warroom", alert.starts_at)
             return f"{note}; split into its own incident {fresh.id}", fresh.id
         return note, None
@@ -202,12 +215,9 @@ class IncidentBook:
         decision: GroupDecision | None = None,
     ) -> Change:
         if causes is None:
-            causes = tuple(self.root_causes(incident.id)) if incident.id in self._ids() else ()
-        count = self.grouper.occurrences(incident.id) if incident.id in self._ids() else 0
+            causes = tuple(self.root_causes(incident.id)) if self.grouper.has(incident.id) else ()
+        count = self.grouper.occurrences(incident.id) if self.grouper.has(incident.id) else 0
         return Change(kind, incident, at, notify, tuple(reasons), causes, actor, decision, count)
-
-    def _ids(self) -> set[str]:
-        return {i.id for i in self.grouper.incidents()}
 
     # --- time -----------------------------------------------------------------------------------
 
@@ -215,12 +225,17 @@ class IncidentBook:
         """Resolve incidents whose alerts have all been quiet long enough; forget old resolved ones."""
         self._clock.see(now)
         changes = []
-        for incident in self.grouper.incidents():
-            if incident.status == "resolved":
-                if incident.resolved_at is not None and now - incident.resolved_at > self._retention():
-                    self.grouper.forget(incident.id)
-                    self._sent.pop(incident.id, None)
+        for incident_id in self.grouper.ids():
+            resolved_at = self.grouper.resolved_at(incident_id)
+            if resolved_at is not None:
+                if now - resolved_at > self._retention():
+                    self.grouper.forget(incident_id)
+                    self._sent.pop(incident_id, None)
+                    self._causes.pop(incident_id, None)
                 continue
+            if not self.grouper.all_resolved(incident_id):
+                continue
+            incident = self.grouper.incident(incident_id)
             due = self._resolve_due(incident)
             if due is None or now < due:
                 continue
@@ -231,10 +246,12 @@ class IncidentBook:
             if notify:
                 self._sent[incident.id].open = False
             changes.append(self._change("resolved", resolved, due, notify, [reason]))
-        horizon = now - self.config.flap_window
-        self._fires = {
-            fp: kept for fp, times in self._fires.items() if (kept := [t for t in times if t >= horizon])
-        }
+        if self._pruned is None or now - self._pruned >= self.config.flap_window / 4:
+            horizon = now - self.config.flap_window
+            self._fires = {
+                fp: kept for fp, times in self._fires.items() if (kept := [t for t in times if t >= horizon])
+            }
+            self._pruned = now
         return changes
 
     def _resolve_due(self, incident: Incident) -> datetime | None:

@@ -222,7 +222,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "incident_quiet_s",
         _parse_int,
-        300,
+        600,
         "An incident resolves when all its alerts have been resolved for this many seconds.",
         _non_negative,
     ),

@@ -126,3 +126,58 @@ def test_state_save_load_equal_and_same_future(shop: Topology) -> None:  # noqa:
     assert out_a == out_b
     with pytest.raises(InputError, match="version"):
         IncidentBook.from_json({**saved, "version": 99})
+
+
+def test_a_flapping_alert_inside_a_real_incident_is_split_off_silently(shop: Topology) -> None:  # noqa: F811
+    cfg = LifecycleConfig(quiet=timedelta(minutes=30), flap_window=timedelta(minutes=30), flap_threshold=3)
+    book = IncidentBook(shop, config=cfg)
+    fault = postgres_fault()
+    for a in fault:
+        book.ingest(a)
+    main = book.incidents()[0].id
+    # A payment latency series (one hop above postgres) starts flapping beside the fault.
+    flappy = alert("payment", SignalKind.LATENCY_P99, "payment latency p99 high", minutes(4))
+    changes = []
+    for i in range(3):
+        start = T0 + minutes(4 + 3 * i)
+        changes += book.ingest(replace(flappy, starts_at=start))
+        changes += book.ingest(replace(flappy, starts_at=start, ends_at=start + minutes(1)))
+    split = [c for c in changes if c.kind == "opened" and c.incident.id != main]
+    assert len(split) == 1 and not split[0].notify and "split off" in split[0].reasons[0]
+    assert split[0].incident.flapping == (flappy.fingerprint,)
+    assert flappy.fingerprint not in book.grouper.incident(main).fingerprints
+    assert {a.fingerprint for a in fault} <= set(book.grouper.incident(main).fingerprints)
+
+
+def test_symptoms_seen_before_their_cause_are_merged_and_reported(shop: Topology) -> None:  # noqa: F811
+    on_node = {"host_name": "node-3", "k8s_node_name": "node-3"}
+    # Two unrelated services on one node turn slow and open two incidents ...
+    inventory = alert(
+        "inventory",
+        SignalKind.ERROR_RATIO,
+        "inventory error ratio high",
+        minutes(0),
+        k8s_pod_name="i-1",
+        **on_node,
+    )
+    recommendation = alert(
+        "recommendation",
+        SignalKind.LATENCY_P95,
+        "recommendation latency p95 high",
+        minutes(0.1),
+        k8s_pod_name="r-1",
+        **on_node,
+    )
+    book = IncidentBook(shop)
+    first = book.ingest(inventory)[0].incident.id
+    book.ingest(recommendation)
+    assert len(book.incidents()) == 2
+    # ... then the node's own CPU alert arrives: it explains both, so they are one incident.
+    node = alert("node-3", SignalKind.METRIC, "node-3 system.cpu.utilization high", minutes(0.5), **on_node)
+    changes = book.ingest(node)
+    decision = changes[-1].decision
+    assert decision is not None and decision.merged and decision.incident_id == first
+    gone = [c for c in changes if c.kind == "resolved"]
+    assert len(gone) == 1 and gone[0].reasons[0].startswith(f"merged into {first}")
+    assert [i.id for i in book.incidents()] == [first]
+    assert "merged" in book.grouper.explain(first)[-1].reason
