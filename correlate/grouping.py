@@ -57,6 +57,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from correlate.signals import HOST_KEYS, alert_services, hosts, is_infrastructure, symptom
 from correlate.topology import Topology
 from warroom.model import Alert, Severity
 
@@ -180,16 +181,6 @@ def incident_id_for_split(first: Alert, parent: str) -> str:
     return "inc-" + hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
 
 
-def alert_services(alert: Alert) -> frozenset[str]:
-    """The alert's ``service`` plus both ends of its ``edge`` ("caller->callee")."""
-    found = {alert.service} if alert.service else set()
-    edge = alert.labels.get("edge", "")
-    if "->" in edge:
-        caller, callee = edge.split("->", 1)
-        found.update(s for s in (caller.strip(), callee.strip()) if s)
-    return frozenset(found)
-
-
 _TOKEN = re.compile(r"(?u)\b\w[\w.]*\b")
 
 
@@ -213,46 +204,15 @@ _SIDEWAYS = 0.5  # related only through a shared caller or callee
 _NEW_SYMPTOM = 0.5  # a service of the incident showing a new kind of symptom
 
 
-_HOST_KEYS = ("host.name", "k8s.node.name")
-
-
-def _is_infrastructure(alert: Alert) -> bool:
-    """An alert about a machine (a node or host metric), not about a workload on it."""
-    return not alert.labels.get("k8s.pod.name") and any(alert.labels.get(k) for k in _HOST_KEYS)
-
-
-def _hosts(alert: Alert) -> set[str]:
-    return {alert.labels[k] for k in _HOST_KEYS if alert.labels.get(k)}
-
-
-_LATENCY = frozenset({"latency_p50", "latency_p95", "latency_p99"})
-_ERRORS = frozenset({"error_ratio", "new_log_template"})
-
-
-def symptom(alert: Alert) -> str:
-    """The symptom family of an alert: ``errors``, ``latency``, ``resources`` or ``any`` (a signal
-    that goes with every fault, such as a WARN log rate). Faults spread as the same symptom."""
-    signal = alert.labels.get("signal", "")
-    if signal in _LATENCY or (signal == "slo_burn" and alert.labels.get("slo") == "latency"):
-        return "latency"
-    if signal in _ERRORS or (signal == "slo_burn" and alert.labels.get("slo") == "availability"):
-        return "errors"
-    if signal == "log_rate" and alert.labels.get("severity", "").upper() in ("ERROR", "FATAL"):
-        return "errors"
-    if signal == "metric":
-        return "resources"
-    return "any"
-
-
 def _placed_together(alert: Alert, state: _State) -> bool:
     """A node alert beside the incident's workloads on that node, or a workload on a node the
     incident holds a node alert for: the machine is zero hops from what runs on it."""
-    hosts = _hosts(alert)
-    if not hosts:
+    machines = hosts(alert)
+    if not machines:
         return False
-    if _is_infrastructure(alert):
-        return any(kind == "machine" and value in hosts for kind, value, _ in state.resources)
-    return bool(hosts & state.infra_hosts)
+    if is_infrastructure(alert):
+        return any(kind == "machine" and value in machines for kind, value, _ in state.resources)
+    return bool(machines & state.infra_hosts)
 
 
 Resource = tuple[str, str, str]  # (kind: machine | pod | version, value, the service it belongs to)
@@ -260,7 +220,7 @@ Resource = tuple[str, str, str]  # (kind: machine | pod | version, value, the se
 
 def _resources(alert: Alert) -> set[Resource]:
     service = alert.service
-    found = {("machine", alert.labels[k], service) for k in _HOST_KEYS if alert.labels.get(k)}
+    found = {("machine", alert.labels[k], service) for k in HOST_KEYS if alert.labels.get(k)}
     if pod := alert.labels.get("k8s.pod.name"):
         found.add(("pod", pod, service))
     if version := alert.labels.get("service.version"):
@@ -279,11 +239,11 @@ def _resource_overlap(alert: Alert, incident: set[Resource], infra_hosts: set[st
     values = {(kind, value) for kind, value, owner in incident if owner != alert.service}
     if any((kind, value) in values for kind, value, _ in mine if kind != "machine"):
         return 1.0
-    hosts = {value for kind, value, _ in mine if kind == "machine"}
-    shared = hosts & {value for kind, value, _ in incident if kind == "machine"}
+    machines = {value for kind, value, _ in mine if kind == "machine"}
+    shared = machines & {value for kind, value, _ in incident if kind == "machine"}
     if not shared:
         return 0.0
-    if _is_infrastructure(alert) or shared & infra_hosts:
+    if is_infrastructure(alert) or shared & infra_hosts:
         return 1.0
     return 0.5 if alert.labels.get("signal") == "metric" else 0.0
 
@@ -320,10 +280,18 @@ class _State:
             self.last_growth_at = max(self.last_growth_at, alert.starts_at)
         self.put(alert)
         self.occurrences += 1
+        self._index(alert)
+        touched = max(alert.starts_at, alert.updated_at or alert.starts_at)
+        self.last_alert_at = max(self.last_alert_at, touched)
+        self.last_fire_at = max(self.last_fire_at, alert.starts_at)
+
+    def _index(self, alert: Alert) -> None:
+        """Fold a member into the derived views scoring reads: services, resources, machines,
+        symptoms and onsets per service, builds."""
         self.services |= alert_services(alert)
         self.resources |= _resources(alert)
-        if _is_infrastructure(alert):
-            self.infra_hosts |= _hosts(alert)
+        if is_infrastructure(alert):
+            self.infra_hosts |= hosts(alert)
         for service in alert_services(alert):
             self.symptoms.setdefault(service, set()).add(symptom(alert))
             if service not in self.onsets or alert.starts_at < self.onsets[service]:
@@ -331,29 +299,16 @@ class _State:
         version = alert.labels.get("service.version")
         if version and alert.service:
             self.versions[alert.service] = version
-        touched = max(alert.starts_at, alert.updated_at or alert.starts_at)
-        self.last_alert_at = max(self.last_alert_at, touched)
-        self.last_fire_at = max(self.last_fire_at, alert.starts_at)
 
     def rebuild(self) -> None:
-        """Recompute the derived sets from the member alerts (after a merge or split)."""
+        """Recompute the derived views from the member alerts (after a merge or split)."""
         members = list(self.alerts.values())
-        self.services, self.resources, self.versions, self.texts = set(), set(), {}, []
+        self.services, self.resources, self.versions = set(), set(), {}
         self.infra_hosts, self.symptoms, self.onsets = set(), {}, {}
         self.firing = {fp for fp, a in self.alerts.items() if a.ends_at is None}
+        self.texts = [_text(a) for a in members]
         for alert in members:
-            self.services |= alert_services(alert)
-            self.resources |= _resources(alert)
-            if _is_infrastructure(alert):
-                self.infra_hosts |= _hosts(alert)
-            for service in alert_services(alert):
-                self.symptoms.setdefault(service, set()).add(symptom(alert))
-                if service not in self.onsets or alert.starts_at < self.onsets[service]:
-                    self.onsets[service] = alert.starts_at
-            version = alert.labels.get("service.version")
-            if version and alert.service:
-                self.versions[alert.service] = version
-            self.texts.append(_text(alert))
+            self._index(alert)
         if members:
             self.started_at = min(a.starts_at for a in members)
             self.last_alert_at = max(max(a.starts_at, a.updated_at or a.starts_at) for a in members)

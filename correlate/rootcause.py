@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from correlate.signals import anomalous_entity, hosts, is_infrastructure
 from correlate.topology import Topology
 from warroom.model import Alert, Severity, SignalKind
 
@@ -59,16 +60,6 @@ class Candidate:
 
 
 _SEVERITY_STRENGTH = {Severity.CRITICAL: 0.9, Severity.WARNING: 0.6, Severity.INFO: 0.3}
-
-
-def anomalous_entity(alert: Alert) -> str:
-    """The service an alert is evidence against: an edge's callee, else the alert's service."""
-    edge = alert.labels.get("edge", "")
-    if "->" in edge:
-        callee = edge.split("->", 1)[1].strip()
-        if callee:
-            return callee
-    return alert.service
 
 
 def _strength(alert: Alert) -> float:
@@ -107,17 +98,6 @@ def _walk(
     return rank / top if top > 0 else rank
 
 
-def _is_infrastructure(alert: Alert) -> bool:
-    """A node or host alert (no pod): evidence about a machine, not a service."""
-    return not alert.labels.get("k8s.pod.name") and bool(
-        alert.labels.get("host.name") or alert.labels.get("k8s.node.name")
-    )
-
-
-def _hosts(alert: Alert) -> set[str]:
-    return {v for k in ("host.name", "k8s.node.name") if (v := alert.labels.get(k))}
-
-
 def _local_cause(alerts: Sequence[Alert], onset: datetime, window: timedelta) -> str:
     """Evidence that the fault is *in* this service rather than passed on by a dependency: a new
     error log template (code faults, which metrics miss) or its own resource saturation (a
@@ -153,8 +133,8 @@ def rank(
     by_service: dict[str, list[Alert]] = {}
     machines: dict[str, list[Alert]] = {}
     for alert in incident_alerts:
-        if _is_infrastructure(alert):
-            for host in _hosts(alert):
+        if is_infrastructure(alert):
+            for host in hosts(alert):
                 machines.setdefault(host, []).append(alert)
             continue
         entity = anomalous_entity(alert)
@@ -198,9 +178,9 @@ def rank(
                 reasons.append(f"no anomalous service depends on it (walk {walk_score:.2f})")
         reasons.append(f"max anomaly score {strength[s]:.2f}")
         local = _local_cause(alerts, onset[s], cfg.onset_window)
-        hosts = {h for a in alerts for h in _hosts(a)} & set(machines)
-        if not local and hosts:
-            host = sorted(hosts)[0]
+        saturated = {h for a in alerts for h in hosts(a)} & set(machines)
+        if not local and saturated:
+            host = sorted(saturated)[0]
             local = f"its machine {host} saturated: {machines[host][0].title}"
         if local:
             reasons.append(local)

@@ -900,17 +900,6 @@ def _key_from_json(d: Mapping[str, Any]) -> SeriesKey:
     return SeriesKey(SignalKind(d["kind"]), str(d["entity"]), tuple((str(k), str(v)) for k, v in d["labels"]))
 
 
-def _finding_to_json(f: Finding) -> dict[str, Any]:
-    return {
-        "detector": f.detector,
-        "layer": f.layer,
-        "score": f.score,
-        "observed": f.observed,
-        "baseline": f.baseline,
-        "detail": f.detail,
-    }
-
-
 def _alert_to_json(a: Alert) -> dict[str, Any]:
     return {
         "fingerprint": a.fingerprint,
@@ -920,7 +909,7 @@ def _alert_to_json(a: Alert) -> dict[str, Any]:
         "ends_at": None if a.ends_at is None else a.ends_at.timestamp(),
         "score": a.score,
         "labels": dict(a.labels),
-        "findings": [_finding_to_json(f) for f in a.findings],
+        "findings": [f.to_json() for f in a.findings],
         "evidence": a.evidence.to_json(),
         "source": a.source,
         "updated_at": None if a.updated_at is None else a.updated_at.timestamp(),

@@ -205,17 +205,6 @@ def alert_from_json(obj: Any, line_no: int = 0, *, strict: bool = False, where: 
     )
 
 
-def _finding_to_json(f: Finding) -> dict[str, Any]:
-    return {
-        "detector": f.detector,
-        "layer": f.layer,
-        "score": f.score,
-        "observed": f.observed,
-        "baseline": f.baseline,
-        "detail": f.detail,
-    }
-
-
 def alert_to_json(alert: Alert) -> dict[str, Any]:
     """:class:`Alert` → one JSONL record; ``alert_from_json(alert_to_json(a), n) == a`` for UTC times."""
     return {
@@ -228,7 +217,7 @@ def alert_to_json(alert: Alert) -> dict[str, Any]:
         "score": alert.score,
         "labels": dict(sorted(alert.labels.items())),
         "source": alert.source,
-        "findings": [_finding_to_json(f) for f in alert.findings],
+        "findings": [f.to_json() for f in alert.findings],
         "evidence": alert.evidence.to_json(),
     }
 

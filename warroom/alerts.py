@@ -106,7 +106,7 @@ def write(store: ClickHouse, alerts: Sequence[Alert]) -> int:
             a.labels.get("signal", ""),
             float(a.score),
             dict(sorted(a.labels.items())),
-            json.dumps([_finding_json(f) for f in a.findings]),
+            json.dumps([f.to_json() for f in a.findings]),
             json.dumps(a.evidence.to_json()),
         )
         for column, value in zip(columns, row, strict=True):
@@ -164,17 +164,6 @@ def _from_row(row: Mapping[str, Any]) -> Alert:
         source=row["Source"],
         updated_at=_utc(row["UpdatedAt"]),
     )
-
-
-def _finding_json(f: Finding) -> dict[str, Any]:
-    return {
-        "detector": f.detector,
-        "layer": f.layer,
-        "score": f.score,
-        "observed": f.observed,
-        "baseline": f.baseline,
-        "detail": f.detail,
-    }
 
 
 # -- Prometheus Alertmanager webhook -------------------------------------------------------------

@@ -123,6 +123,16 @@ class Finding:
     baseline: float | None = None
     detail: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "detector": self.detector,
+            "layer": self.layer,
+            "score": self.score,
+            "observed": self.observed,
+            "baseline": self.baseline,
+            "detail": self.detail,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
