@@ -19,10 +19,12 @@ import click
 
 from app import wiring
 from app.scenario_io import produce_dir
+from correlate.topology import TOPOLOGY_TABLE
 from ingest.files import ingest_files
 from ingest.kafka_worker import KafkaIngest
 from ingest.stats import IngestStats
 from warroom import schema as s
+from warroom.alerts import ALERTS
 from warroom.clickhouse import ClickHouse
 from warroom.config import Settings
 from warroom.localbroker import LocalBroker
@@ -33,7 +35,7 @@ def run(settings: Settings, scenario: str, duration: str, rate: float, use_kafka
 
     out = settings.home / "demo" / scenario
     shutil.rmtree(out, ignore_errors=True)
-    click.echo(f"[1/5] generating scenario {scenario!r} ({duration}, {rate} req/s) into {out}")
+    click.echo(f"[1/6] generating scenario {scenario!r} ({duration}, {rate} req/s) into {out}")
     code = fixtures_main(
         [
             "generate",
@@ -64,16 +66,17 @@ def run(settings: Settings, scenario: str, duration: str, rate: float, use_kafka
     if use_kafka:
         _via_kafka(settings, store, out, expected)
     else:
-        click.echo("[2/5] ingesting the OTLP files (no broker)")
+        click.echo("[2/6] ingesting the OTLP files (no broker)")
         ingest_files(
             [out / "traces.jsonl", out / "logs.jsonl", out / "metrics.jsonl"],
             settings,
             wiring.writer(settings, store),
             IngestStats(),
         )
-        click.echo("[3/5] stored")
+        click.echo("[3/6] stored")
     _report(store, truth, expected)
     _detect(settings, store, truth)
+    _correlate(settings, store, truth)
 
 
 def _detect(settings: Settings, store: ClickHouse, truth: dict) -> None:
@@ -86,7 +89,7 @@ def _detect(settings: Settings, store: ClickHouse, truth: dict) -> None:
     end = datetime.fromisoformat(truth["end"].replace("Z", "+00:00"))
     state = settings.home / "demo" / "detect-state.json"
     state.unlink(missing_ok=True)
-    click.echo("[5/5] warroom detect run (series in ClickHouse → L0/L1/L2 detectors → alerts table)")
+    click.echo("[5/6] warroom detect run (series in ClickHouse → L0/L1/L2 detectors → alerts table)")
     result = DetectRunner(store, state).run(start + (end - start) / 6, end)
     for alert in sorted(result.opened, key=lambda a: a.starts_at)[:12]:
         click.echo(
@@ -99,22 +102,62 @@ def _detect(settings: Settings, store: ClickHouse, truth: dict) -> None:
     )
 
 
+def _correlate(settings: Settings, store: ClickHouse, truth: dict) -> None:
+    """Group the alerts into incidents with ranked root causes, as ``warroom correlate run`` would
+    (topology learned from the scenario's traces; a fresh state database; no receivers)."""
+    from datetime import datetime
+
+    from correlate.service import Correlator
+    from correlate.topology_refresh import refresh
+
+    start = datetime.fromisoformat(truth["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(truth["end"].replace("Z", "+00:00"))
+    click.echo("[6/6] warroom correlate run (alerts → incidents, root causes from the learned topology)")
+    topology = refresh(store, end, end - start)
+    edges = len(topology.edges) if topology is not None else 0
+    click.echo(f"      topology learned from the traces: {edges} call edge(s)")
+    db_path = settings.home / "demo" / "state.db"
+    db_path.unlink(missing_ok=True)
+    state = wiring.state_db(settings.replace(state_dsn=f"sqlite:///{db_path}"))
+    incidents = wiring.incident_store(settings, state, lambda: topology)
+    summary = Correlator(store, incidents).run(start, end)
+    for record in sorted(incidents.incidents(), key=lambda r: r.started_at):
+        cause = record.root_causes[0] if record.root_causes else None
+        why = (
+            f"root cause {cause['service']} ({'; '.join(cause['reasons'][:3])})" if cause else "no root cause"
+        )
+        click.echo(f"      {record.started_at:%H:%M} {record.id} {record.alert_count} alert(s): {why}")
+    click.echo(
+        f"      {summary.alerts} alert(s) → {summary.opened} incident(s); "
+        f"`warroom incidents explain ID` shows why each alert was grouped"
+    )
+    state.dispose()
+
+
 def _reset(store: ClickHouse) -> None:
     """A demo run starts from empty tables so its numbers are its own."""
-    for table in (*s.TELEMETRY_TABLES, s.TRACE_ID_TS, s.DEAD_LETTERS):
+    for table in (*s.TELEMETRY_TABLES, s.TRACE_ID_TS, s.DEAD_LETTERS, ALERTS, TOPOLOGY_TABLE):
         store.command(f"TRUNCATE TABLE {store.table(table)}")
 
 
 def _via_kafka(settings: Settings, store: ClickHouse, out: Path, expected: dict[str, int]) -> None:
     with LocalBroker() as broker:
         uid = uuid.uuid4().hex[:6]
-        settings = settings.replace(kafka_bootstrap=broker.bootstrap, kafka_group_id=f"warroom-demo-{uid}")
+        # Fresh topics per run: ingest's exactly-once ledger and ClickHouse's insert deduplication
+        # key on topic, partition and offsets, which a new broker would otherwise hand out again.
+        settings = settings.replace(
+            kafka_bootstrap=broker.bootstrap,
+            kafka_group_id=f"warroom-demo-{uid}",
+            topic_traces=f"{settings.topic_traces}-{uid}",
+            topic_logs=f"{settings.topic_logs}-{uid}",
+            topic_metrics=f"{settings.topic_metrics}-{uid}",
+        )
         topics = [topic for topic, _ in settings.topics().values()]
         broker.create_topics(topics, partitions=2)
-        click.echo(f"[2/5] local broker on {broker.bootstrap}; producing the scenario to {', '.join(topics)}")
+        click.echo(f"[2/6] local broker on {broker.bootstrap}; producing the scenario to {', '.join(topics)}")
         sent = produce_dir(settings, broker.bootstrap, out)
         click.echo(f"      produced {sum(sent.values())} Kafka records (one Export*ServiceRequest each)")
-        click.echo("[3/5] warroom ingest kafka (consumer group, commit after insert)")
+        click.echo("[3/6] warroom ingest kafka (consumer group, commit after insert)")
         stats = IngestStats(settings.home / "ingest-status.json")
         stop = threading.Event()
         worker = KafkaIngest(settings, wiring.writer(settings, store), stats, stop)
@@ -136,7 +179,7 @@ def _via_kafka(settings: Settings, store: ClickHouse, out: Path, expected: dict[
 
 
 def _report(store: ClickHouse, truth: dict, expected: dict[str, int]) -> None:
-    click.echo("[4/5] what landed in ClickHouse (the OpenTelemetry Collector exporter's tables)")
+    click.echo("[4/6] what landed in ClickHouse (the OpenTelemetry Collector exporter's tables)")
     metric_rows = sum(int(store.scalar(f"SELECT count() FROM {store.table(t)}")) for t in s.METRIC_TABLES)
     rows = {
         "spans (otel_traces)": int(store.scalar(f"SELECT count() FROM {store.table(s.TRACES)}")),
