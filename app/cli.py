@@ -536,11 +536,15 @@ def incidents_list(ctx: click.Context, status: str | None, limit: int, as_json: 
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def incidents_show(ctx: click.Context, incident_id: str, as_json: bool) -> None:
-    """One incident: root causes with their evidence, members and the audit trail."""
+    """One incident: root causes with their evidence, the audit trail and every notification attempt."""
+    from correlate.notify.outbox import Outbox
+
     store = _incident_store(ctx)
     record, events = store.get(incident_id), store.events(incident_id)
+    with Outbox(store.db, {}) as outbox:
+        attempts = [a.to_json() for a in outbox.attempts(incident_id)]
     if as_json:
-        click.echo(json.dumps({**record.to_json(), "events": events}))
+        click.echo(json.dumps({**record.to_json(), "events": events, "notifications": attempts}))
         return
     click.echo(_incident_line(record))
     click.echo(f"services: {', '.join(record.services)}")
@@ -552,6 +556,9 @@ def incidents_show(ctx: click.Context, incident_id: str, as_json: bool) -> None:
         who = f" by {event['actor']}" if event["actor"] else ""
         sent = " [notified]" if event["notify"] else ""
         click.echo(f"{event['at']} {event['kind']}{who}{sent}: {'; '.join(event['reasons'])}")
+    for a in attempts:
+        result = "delivered" if a["ok"] else f"failed ({a['error'] or a['http_status']})"
+        click.echo(f"{a['at']} notice {a['status']} → {a['receiver']} try {a['attempt_no']}: {result}")
 
 
 @incidents.command("explain")

@@ -136,9 +136,15 @@ def test_one_page_per_incident_then_ack_and_resolve_share_the_dedup_key(
         assert hook_statuses == ["acknowledged", "resolved"]
 
         shown = run_warroom(["incidents", "show", db_incident["id"], "--json"], env)
-        trail = json.loads(shown.stdout)["events"]
+        shown_json = json.loads(shown.stdout)
+        trail = shown_json["events"]
         assert [e["kind"] for e in trail] == ["opened", "acknowledged", "resolved"]
         assert trail[1]["actor"] == "alice"
+        # Every notification attempt is on record: open, acknowledged, resolved to both receivers.
+        sent = [(a["receiver"], a["status"], a["ok"]) for a in shown_json["notifications"]]
+        assert sorted(sent) == sorted(
+            (r, s, True) for r in ("hook", "pd") for s in ("open", "acknowledged", "resolved")
+        )
 
         # Re-running the same range is idempotent: no new incident, no new page.
         before = len(server.requests)
