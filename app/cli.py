@@ -496,6 +496,25 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None, interval: 
         correlator.watch(stop, interval, wake)
 
 
+@cli.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit log of people's actions (acks, merges, approvals)."""
+
+
+@audit_group.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Recompute the chain; exit 1 naming the first entry that was altered, removed or reordered."""
+    from app import wiring
+    from warroom.audit import verify
+
+    result = verify(wiring.state_db(settings_of(ctx)))
+    if not result.ok:
+        click.echo(f"audit log BROKEN at entry {result.first_bad_seq}: {result.problem}", err=True)
+        sys.exit(1)
+    click.echo(f"audit log intact: {result.entries} entr{'y' if result.entries == 1 else 'ies'}")
+
+
 # -- incidents -----------------------------------------------------------------------------------
 
 

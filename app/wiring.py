@@ -109,9 +109,10 @@ def state_db(settings: Settings) -> StateDB:
     """Open the state database and create its missing tables (every stage's, listed here)."""
     from correlate.notify.outbox import METADATA as OUTBOX_TABLES
     from correlate.store import METADATA as INCIDENT_TABLES
+    from warroom.audit import METADATA as AUDIT_TABLES
 
     db = statedb.connect(settings.state_dsn)
-    statedb.migrate(db, [INCIDENT_TABLES, OUTBOX_TABLES])
+    statedb.migrate(db, [AUDIT_TABLES, INCIDENT_TABLES, OUTBOX_TABLES])
     return db
 
 

@@ -23,6 +23,7 @@ from correlate.notifier import Notifier
 from correlate.ordering import events, version_events
 from correlate.store import IncidentStore, Session
 from warroom import alerts as alerts_table
+from warroom import audit
 from warroom.alert_json import time_text
 from warroom.clickhouse import ClickHouse
 
@@ -128,9 +129,21 @@ class Correlator:
     # --- people's commands ---------------------------------------------------------------------------
 
     def _command(self, apply: Callable[[Session], list[Change]]) -> list[Change]:
+        """A person's change: applied, its notices queued and its audit entries chained, in one
+        transaction."""
         with self.incidents.transaction() as s:
             changes = s.record(apply(s))
             self._finish(s, 0)
+            for change in changes:
+                audit.append(
+                    s.conn,
+                    actor=change.actor or "warroom",
+                    action=f"incident.{change.kind}",
+                    subject=change.incident.id,
+                    reason="; ".join(change.reasons),
+                    after={"status": change.incident.status, "alerts": list(change.incident.fingerprints)},
+                    at=change.at,
+                )
         return changes
 
     def acknowledge(self, incident_id: str, actor: str) -> list[Change]:

@@ -156,5 +156,9 @@ def test_one_page_per_incident_then_ack_and_resolve_share_the_dedup_key(
         assert json.loads(again.stdout.strip().splitlines()[-1])["opened"] == 0
         assert len(server.requests) == before
 
+        # The people's actions are chained in the audit log, and the chain verifies.
+        verified = run_warroom(["audit", "verify"], env)
+        assert verified.returncode == 0 and "intact: 2 entries" in verified.stdout, verified.stderr
+
         bad = run_warroom(["incidents", "ack", "inc-does-not-exist", "--actor", "bob"], env)
         assert bad.returncode != 0 and "no incident" in bad.stderr and "Traceback" not in bad.stderr
