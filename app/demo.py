@@ -24,6 +24,7 @@ from ingest.files import ingest_files
 from ingest.kafka_worker import KafkaIngest
 from ingest.stats import IngestStats
 from warroom import schema as s
+from warroom.alert_json import time_from_text
 from warroom.alerts import ALERTS
 from warroom.clickhouse import ClickHouse
 from warroom.config import Settings
@@ -81,12 +82,10 @@ def run(settings: Settings, scenario: str, duration: str, rate: float, use_kafka
 
 def _detect(settings: Settings, store: ClickHouse, truth: dict) -> None:
     """Run the layered detectors over the scenario, as ``warroom detect run`` would."""
-    from datetime import datetime
-
     from detect.run import DetectRunner
 
-    start = datetime.fromisoformat(truth["start"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(truth["end"].replace("Z", "+00:00"))
+    start = time_from_text(truth["start"])
+    end = time_from_text(truth["end"])
     state = settings.home / "demo" / "detect-state.json"
     state.unlink(missing_ok=True)
     click.echo("[5/6] warroom detect run (series in ClickHouse → L0/L1/L2 detectors → alerts table)")
@@ -105,13 +104,11 @@ def _detect(settings: Settings, store: ClickHouse, truth: dict) -> None:
 def _correlate(settings: Settings, store: ClickHouse, truth: dict) -> None:
     """Group the alerts into incidents with ranked root causes, as ``warroom correlate run`` would
     (topology learned from the scenario's traces; a fresh state database; no receivers)."""
-    from datetime import datetime
-
     from correlate.service import Correlator
     from correlate.topology_refresh import refresh
 
-    start = datetime.fromisoformat(truth["start"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(truth["end"].replace("Z", "+00:00"))
+    start = time_from_text(truth["start"])
+    end = time_from_text(truth["end"])
     click.echo("[6/6] warroom correlate run (alerts → incidents, root causes from the learned topology)")
     topology = refresh(store, end, end - start)
     edges = len(topology.edges) if topology is not None else 0

@@ -79,8 +79,6 @@ STAGES: tuple[str, ...] = ("dedup", "affinity", "candidates", "score", "decide")
 
 IncidentStatus = Literal["open", "acknowledged", "resolved"]
 
-_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
-
 
 @dataclass(frozen=True, slots=True)
 class GroupingConfig:
@@ -341,7 +339,7 @@ class _State:
         return not self.firing
 
     def snapshot(self) -> Incident:
-        severity = max((a.severity for a in self.alerts.values()), key=_SEVERITY_RANK.__getitem__)
+        severity = max((a.severity for a in self.alerts.values()), key=lambda s: s.rank)
         return self._view(severity)
 
     def _view(self, severity: Severity) -> Incident:

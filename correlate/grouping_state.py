@@ -13,7 +13,7 @@ from typing import Any
 
 from correlate.grouping import CandidateScore, Factors, GroupDecision, Grouper, GroupingConfig, _State
 from correlate.topology import Topology
-from warroom.alert_json import alert_from_json, alert_to_json, time_text
+from warroom.alert_json import alert_from_json, alert_to_json, time_from_text, time_text
 from warroom.errors import InputError
 
 __all__ = ["STATE_VERSION", "decision_from_json", "decision_to_json", "grouper_from_json", "grouper_to_json"]
@@ -28,7 +28,7 @@ def _num(value: float, digits: int | None) -> float:
 
 
 def _time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None if value is None else time_from_text(value)
 
 
 def decision_to_json(d: GroupDecision, digits: int | None = None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from correlate.grouping import GroupDecision, Grouper, GroupingConfig, Incident
 from correlate.grouping_state import grouper_from_json, grouper_to_json
 from correlate.rootcause import Candidate, rank
 from correlate.topology import Topology
-from warroom.alert_json import time_text
+from warroom.alert_json import time_from_text, time_text
 from warroom.errors import InputError
 from warroom.model import Alert, Severity
 
@@ -41,7 +41,6 @@ ROOT_CAUSES = 3
 _RERANK_EVERY = 10  # new member series between re-rankings when services and severity stay put
 
 ChangeKind = Literal["opened", "updated", "acknowledged", "resolved", "reopened", "merged", "split"]
-_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +183,7 @@ class IncidentBook:
         if sent is None:
             return []
         found = []
-        if _RANK[incident.severity] > _RANK[sent.severity]:
+        if incident.severity.rank > sent.severity.rank:
             found.append(f"severity rose from {sent.severity.value} to {incident.severity.value}")
         new = sorted(set(incident.services) - sent.services)
         if new:
@@ -377,17 +376,13 @@ class IncidentBook:
             )
         book = cls(topology, grouping or GroupingConfig(), config or LifecycleConfig())
         book.grouper = grouper_from_json(data["grouper"], topology, book.grouping)
-        book._fires = {fp: [_parse(t) for t in times] for fp, times in data["fires"].items()}
+        book._fires = {fp: [time_from_text(t) for t in times] for fp, times in data["fires"].items()}
         book._sent = {
             i: _Sent(Severity(s["severity"]), frozenset(s["services"]), s["root_cause"], bool(s["open"]))
             for i, s in data["sent"].items()
         }
-        book._clock = _Clock(_parse(data["clock"]) if data.get("clock") else None)
+        book._clock = _Clock(time_from_text(data["clock"]) if data.get("clock") else None)
         return book
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _fields(incident: Incident) -> dict[str, Any]:

@@ -67,10 +67,6 @@ class ReplaySummary:
 # --- incidents → JSON ---------------------------------------------------------------------------
 
 
-def _round(value: float) -> float:
-    return round(float(value), _DIGITS)
-
-
 def incident_to_json(incident: Incident, members: list[Alert], topology: Topology | None) -> dict[str, Any]:
     """One incident line: summary, top-3 root causes of ``members`` and every grouping decision."""
     return {
@@ -82,15 +78,7 @@ def incident_to_json(incident: Incident, members: list[Alert], topology: Topolog
         "alert_count": sum(1 for d in incident.decisions if not d.duplicate),
         "fingerprints": list(incident.fingerprints),
         "services": list(incident.services),
-        "root_causes": [
-            {
-                "service": c.service,
-                "score": _round(c.score),
-                "confidence": _round(c.confidence),
-                "reasons": list(c.reasons),
-            }
-            for c in rank(members, topology, ROOT_CAUSES)
-        ],
+        "root_causes": [c.to_json() for c in rank(members, topology, ROOT_CAUSES)],  # rounded by rank
         "decisions": [decision_to_json(d, _DIGITS) for d in incident.decisions],
     }
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,14 @@ class Candidate:
     score: float
     confidence: float  # [0, 1]
     reasons: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "score": self.score,
+            "confidence": self.confidence,
+            "reasons": list(self.reasons),
+        }
 
 
 _SEVERITY_STRENGTH = {Severity.CRITICAL: 0.9, Severity.WARNING: 0.6, Severity.INFO: 0.3}

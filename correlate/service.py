@@ -24,7 +24,7 @@ from correlate.ordering import events, version_events
 from correlate.store import IncidentStore, Session
 from warroom import alerts as alerts_table
 from warroom import audit
-from warroom.alert_json import time_text
+from warroom.alert_json import time_from_text, time_text
 from warroom.clickhouse import ClickHouse
 
 __all__ = ["Correlator", "RunSummary"]
@@ -98,7 +98,7 @@ class Correlator:
         now = self.clock()
         until = now - _SETTLE
         with self.incidents.transaction() as s:
-            after = datetime.fromisoformat(s.cursor.get("arrived", time_text(_EPOCH)).replace("Z", "+00:00"))
+            after = time_from_text(s.cursor.get("arrived", time_text(_EPOCH)))
             arrived = alerts_table.read_arrived(self.store, after, until) if until > after else []
             for _, alert in arrived:
                 known = s.book.grouper.knows(alert.fingerprint, alert.starts_at)

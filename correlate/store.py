@@ -142,13 +142,6 @@ class Session:
         return list(changes)
 
 
-def _root_causes_json(change: Change) -> list[dict[str, Any]]:
-    return [
-        {"service": c.service, "score": c.score, "confidence": c.confidence, "reasons": list(c.reasons)}
-        for c in change.root_causes
-    ]
-
-
 class IncidentStore:
     def __init__(
         self,
@@ -210,7 +203,7 @@ class IncidentStore:
                 "services": json.dumps(list(incident.services)),
                 "fingerprints": json.dumps(list(incident.fingerprints)),
                 "flapping": json.dumps(list(incident.flapping)),
-                "root_causes": json.dumps(_root_causes_json(change)),
+                "root_causes": json.dumps([c.to_json() for c in change.root_causes]),
                 "merged_into": merged_into,
             }
             if merged_into is not None:

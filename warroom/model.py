@@ -33,10 +33,18 @@ class SignalKind(StrEnum):
     EXTERNAL = "external"
 
 
+_RANKS = {"info": 0, "warning": 1, "critical": 2}
+
+
 class Severity(StrEnum):
     CRITICAL = "critical"
     WARNING = "warning"
     INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Order of urgency: info 0, warning 1, critical 2."""
+        return _RANKS[self.value]
 
     @classmethod
     def parse(cls, text: str | None) -> Severity:
