@@ -27,9 +27,10 @@ from correlate.lifecycle import Change, IncidentBook, LifecycleConfig
 from correlate.topology import Topology
 from warroom.alert_json import time_text
 from warroom.errors import InputError
+from warroom.incident import Incident
 from warroom.statedb import StateDB, UTCDateTime
 
-__all__ = ["METADATA", "IncidentRecord", "IncidentStore", "Session"]
+__all__ = ["METADATA", "Incident", "IncidentStore", "Session"]
 
 METADATA = sa.MetaData()
 """The incident tables; the composition root passes this to :func:`warroom.statedb.migrate`."""
@@ -88,44 +89,6 @@ STATE = sa.Table(
 )
 
 _BOOK = "book"
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentRecord:
-    """One incident row, as the CLI and API show it."""
-
-    id: str
-    title: str
-    severity: str
-    status: str
-    started_at: datetime
-    updated_at: datetime
-    resolved_at: datetime | None
-    acknowledged_by: str
-    alert_count: int
-    services: tuple[str, ...]
-    fingerprints: tuple[str, ...]
-    flapping: tuple[str, ...]
-    root_causes: tuple[dict[str, Any], ...]
-    merged_into: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "severity": self.severity,
-            "status": self.status,
-            "started_at": time_text(self.started_at),
-            "updated_at": time_text(self.updated_at),
-            "resolved_at": time_text(self.resolved_at) if self.resolved_at else None,
-            "acknowledged_by": self.acknowledged_by,
-            "alert_count": self.alert_count,
-            "services": list(self.services),
-            "fingerprints": list(self.fingerprints),
-            "flapping": list(self.flapping),
-            "root_causes": list(self.root_causes),
-            "merged_into": self.merged_into,
-        }
 
 
 @dataclass
@@ -249,7 +212,7 @@ class IncidentStore:
 
     # --- reads ----------------------------------------------------------------------------------
 
-    def incidents(self, status: str | None = None, limit: int = 100) -> list[IncidentRecord]:
+    def incidents(self, status: str | None = None, limit: int = 100) -> list[Incident]:
         query = sa.select(INCIDENTS).where(INCIDENTS.c.merged_into.is_(None))
         if status is not None:
             query = query.where(INCIDENTS.c.status == status)
@@ -257,7 +220,7 @@ class IncidentStore:
         with self.db.begin() as conn:
             return [_record(r._mapping) for r in conn.execute(query)]
 
-    def get(self, incident_id: str) -> IncidentRecord:
+    def get(self, incident_id: str) -> Incident:
         with self.db.begin() as conn:
             row = conn.execute(sa.select(INCIDENTS).where(INCIDENTS.c.id == incident_id)).first()
         if row is None:
@@ -295,8 +258,8 @@ class IncidentStore:
         ]
 
 
-def _record(row: Any) -> IncidentRecord:
-    return IncidentRecord(
+def _record(row: Any) -> Incident:
+    return Incident(
         id=row["id"],
         title=row["title"],
         severity=row["severity"],

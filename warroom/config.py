@@ -258,6 +258,42 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting("status_port", _parse_int, 0, "Port of the ingest status endpoint (0: none).", _non_negative),
+    Setting(
+        "llm_base_url",
+        _parse_str,
+        "",
+        "Base URL of an OpenAI-compatible API (`…/v1`) that writes incident narratives; empty: no LLM, "
+        "the deterministic digest only.",
+    ),
+    Setting("llm_model", _parse_str, "", "Model name sent to the LLM endpoint."),
+    Setting(
+        "llm_api_key",
+        _parse_str,
+        "",
+        "Bearer token for the LLM endpoint (empty: none sent).",
+        secret=True,
+    ),
+    Setting("llm_timeout_s", _parse_float, 60.0, "Timeout of one LLM request, in seconds.", _positive),
+    Setting(
+        "llm_retries",
+        _parse_int,
+        2,
+        "Retries of an LLM request that timed out or got 429/5xx (back-off honours Retry-After).",
+        _non_negative,
+    ),
+    Setting(
+        "proposal_ttl_s",
+        _parse_int,
+        3600,
+        "A remediation proposal not approved within this many seconds expires.",
+        _positive,
+    ),
+    Setting(
+        "actor",
+        _parse_str,
+        "",
+        "Who the CLI acts as (approvals, acknowledgements, audit log); empty: the login name.",
+    ),
     Setting("log_level", _parse_str, "INFO", "Log level of the structured (JSON) logs.", _log_level),
 )
 
@@ -337,9 +373,12 @@ def markdown_table() -> str:
 
 
 def _mask_dsn(value: str) -> str:
+    """A URL's password, or the whole of a secret that is not a URL, becomes ``***``."""
     parsed = urlparse(value)
     if parsed.password:
         return value.replace(":" + parsed.password + "@", ":***@")
+    if value and "://" not in value:
+        return "***"
     return value
 
 
@@ -420,6 +459,9 @@ CONFIG_TABLES = {
     "receivers": "notification receivers by name (correlate)",
     "teams": "team → receivers (correlate)",
     "routes": "ordered routing rules: label matchers → team (correlate)",
+    "actions": "remediation catalog: action name → parameters, risk, pre-checks, executor (summarize)",
+    "roles": "role → the people who hold it: `approver`, `operator` (summarize)",
+    "redact": "extra redaction patterns: kind → regular expression (summarize)",
 }
 
 

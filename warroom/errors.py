@@ -7,7 +7,9 @@
     ├── InputError               bad input from a user or from telemetry; carries a short ``reason``
     │   └── DecodeError          a Kafka record / file line could not be decoded into OTLP
     ├── StoreError               ClickHouse or the state store failed; ``retryable`` says whether to retry
-    └── BrokerError              Kafka could not be reached or refused a request
+    ├── BrokerError              Kafka could not be reached or refused a request
+    ├── Forbidden                the actor lacks the role, or may not act on their own proposal
+    └── Conflict                 the subject is not in a state that allows this (expired, already done)
 
 The CLI prints ``error: <message>`` and exits non-zero; the API answers 4xx/5xx JSON. Foreign
 exceptions are re-raised ``from exc`` so the cause stays visible in logs.
@@ -63,3 +65,23 @@ class BrokerError(WarroomError):
     """Kafka is unreachable or refused a request."""
 
     exit_code = 5
+
+
+class Forbidden(WarroomError):
+    """The actor may not do this: a missing role, self-approval, a second vote by the same person."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, reason: str = "forbidden") -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class Conflict(WarroomError):
+    """The subject's state does not allow this transition (already approved, expired, executed)."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, reason: str = "conflict") -> None:
+        self.reason = reason
+        super().__init__(message)

@@ -9,6 +9,8 @@ MalformedBody              400     not UTF-8, not JSON, or nested too deep to pa
 PayloadTooLarge            413     body over ``intake_max_bytes``, or too many alerts
 UnsupportedMediaType       415     Content-Type is not ``application/json``
 other InputError           422     well-formed JSON that is not a valid alert (names the field)
+Forbidden                  403     the actor lacks the role or may not act on their own proposal
+Conflict                   409     the subject's state does not allow this (expired, already done)
 StoreError, BrokerError    503     + ``Retry-After``; nothing was accepted, send it again
 other WarroomError         500     the cause is logged; the body says only "internal error"
 Starlette HTTPException    as is   unknown path (404), wrong method (405)
@@ -29,7 +31,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from warroom.errors import BrokerError, InputError, StoreError, WarroomError
+from warroom.errors import BrokerError, Conflict, Forbidden, InputError, StoreError, WarroomError
 
 __all__ = [
     "MalformedBody",
@@ -71,6 +73,8 @@ _STATUS: tuple[tuple[type[WarroomError], int], ...] = (
     (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
     (InputError, 422),
+    (Forbidden, 403),
+    (Conflict, 409),
     (StoreError, 503),
     (BrokerError, 503),
     (WarroomError, 500),
@@ -82,7 +86,7 @@ def _status(exc: WarroomError) -> int:
 
 
 def _reason(exc: WarroomError) -> str:
-    if isinstance(exc, InputError):
+    if isinstance(exc, InputError | Forbidden | Conflict):
         return exc.reason
     if isinstance(exc, StoreError):
         return "store_unavailable"
