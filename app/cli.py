@@ -15,7 +15,7 @@ import click
 
 from warroom import logs
 from warroom.config import Settings, load_settings
-from warroom.errors import WarroomError
+from warroom.errors import InputError, WarroomError
 from warroom.retry import Stopped
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -806,6 +806,90 @@ def demo_cmd(ctx: click.Context, scenario: str, duration: str, rate: float, file
     demo.run(settings_of(ctx), scenario, duration, rate, use_kafka=not files)
 
 
+# -- summaries -----------------------------------------------------------------------------------
+
+_FORMATS = click.Choice(["md", "html", "slack", "json"])
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        click.echo(text)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write {out}: {exc.strerror or exc}", reason="unwritable_output") from exc
+    click.echo(f"wrote {out}", err=True)
+
+
+@cli.command("summarize")
+@click.argument("incident_id")
+@click.option("--format", "fmt", type=_FORMATS, default="md", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write to FILE (default: stdout).")
+@click.option("--at", "at", default="now", show_default=True, help="Data time that ends an open incident.")
+@click.option("--no-llm", is_flag=True, help="Deterministic digest only, even when an LLM is configured.")
+@click.option("--no-propose", is_flag=True, help="Do not record the remediations as proposals.")
+@click.pass_context
+def summarize_cmd(
+    ctx: click.Context, incident_id: str, fmt: str, out: Path | None, at: str, no_llm: bool, no_propose: bool
+) -> None:
+    """An evidence-bound summary of one incident: impact, probable causes, timeline, next checks,
+    proposed remediations (recorded for approval) and the numbered evidence with its queries."""
+    from app import summaries, wiring
+    from summarize.render import render
+    from warroom.timeparse import parse_time
+
+    settings = settings_of(ctx)
+    store, _ = wiring.migrated_store(settings)
+    state = wiring.state_db(settings)
+    incidents = wiring.incident_store(settings, state, lambda: None)
+    result = summaries.summarize_incident(
+        settings,
+        store,
+        state,
+        incidents,
+        incident_id,
+        now=parse_time(at),
+        use_llm=not no_llm,
+        propose=not no_propose,
+    )
+    text = (
+        json.dumps(result.summary.to_json(), indent=2, default=str)
+        if fmt == "json"
+        else render(result.summary, fmt)
+    )
+    _emit(text, out)
+    for proposal in result.proposals:
+        click.echo(
+            f"proposed {proposal.id}: {proposal.action} ({proposal.risk} risk) — "
+            f"`warroom remediation show {proposal.id}`",
+            err=True,
+        )
+    if result.outcome is not None and not result.outcome.accepted:
+        click.echo(f"LLM narrative not used: {result.outcome.status}", err=True)
+
+
+@cli.command("digest")
+@click.option("--since", default="24h", show_default=True, help="Period length (30m, 24h, 7d).")
+@click.option("--to", "end", default="now", show_default=True, help="End of the period (ISO-8601 or now).")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "slack"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write to FILE (default: stdout).")
+@click.pass_context
+def digest_cmd(ctx: click.Context, since: str, end: str, fmt: str, out: Path | None) -> None:
+    """The SRE digest of a period: every incident, time to acknowledge and resolve, the noisiest
+    alerts and the flapping signals."""
+    from app import summaries, wiring
+    from summarize.render import render_period
+    from warroom.timeparse import parse_duration, parse_time
+
+    settings = settings_of(ctx)
+    store, _ = wiring.migrated_store(settings)
+    incidents = wiring.incident_store(settings, wiring.state_db(settings), lambda: None)
+    period = summaries.period_digest(store, incidents, parse_duration(since), parse_time(end))
+    _emit(render_period(period, fmt), out)
+
+
 # -- bench ---------------------------------------------------------------------------------------
 
 
@@ -889,9 +973,55 @@ def bench_correlate(
     run(seed, rounds, alerts_path, truth_path, write_stream, as_json, verbose, load_rate, load_minutes)
 
 
+@bench.command("summarize")
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    help="Fixture scenario (repeatable; default: bad_deploy, dependency_latency, cpu_saturation, "
+    "memory_leak, mixed).",
+)
+@click.option("--duration", default="3h", show_default=True, help="Simulated time span per scenario.")
+@click.option("--rate", default=1.0, show_default=True, type=float, help="Mean entry requests per second.")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--keep", type=click.Path(path_type=Path), default=None, help="Work in DIR and keep it.")
+@click.option("--verbose", is_flag=True, help="One line per incident.")
+@click.option("--json", "as_json", is_flag=True, help="Last line: one JSON object with the figures.")
+@click.pass_context
+def bench_summarize(
+    ctx: click.Context,
+    scenarios: tuple[str, ...],
+    duration: str,
+    rate: float,
+    seed: int,
+    keep: Path | None,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Digest root cause + fault kind hit rate and cited-claims share on the fixture scenarios,
+    beside an alert-only baseline."""
+    from app.bench_summarize import DEFAULT_SCENARIOS, run
+
+    run(
+        settings_of(ctx),
+        scenarios or DEFAULT_SCENARIOS,
+        duration=duration,
+        rate=rate,
+        seed=seed,
+        as_json=as_json,
+        verbose=verbose,
+        keep=keep,
+    )
+
+
 def _data_args(data: Path | None, name: str, as_json: bool) -> list[str]:
     path = data or Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / name
     return ["--data", str(path)] + (["--json"] if as_json else [])
+
+
+from app.remediation_cli import remediation  # noqa: E402  (its own module; it does not import this one)
+
+cli.add_command(remediation)
 
 
 def main() -> None:

@@ -8,53 +8,30 @@ the injected fault, visible in plain SQL over the exporter's tables.
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from app import wiring
+from app import pipeline, wiring
 from app.scenario_io import produce_dir
-from correlate.topology import TOPOLOGY_TABLE
-from ingest.files import ingest_files
 from ingest.kafka_worker import KafkaIngest
 from ingest.stats import IngestStats
 from warroom import schema as s
-from warroom.alert_json import time_from_text
-from warroom.alerts import ALERTS
 from warroom.clickhouse import ClickHouse
 from warroom.config import Settings
 from warroom.localbroker import LocalBroker
 
 
 def run(settings: Settings, scenario: str, duration: str, rate: float, use_kafka: bool) -> None:
-    from fixtures import main as fixtures_main
-
     out = settings.home / "demo" / scenario
     shutil.rmtree(out, ignore_errors=True)
-    click.echo(f"[1/6] generating scenario {scenario!r} ({duration}, {rate} req/s) into {out}")
-    code = fixtures_main(
-        [
-            "generate",
-            "--scenario",
-            scenario,
-            "--out",
-            str(out),
-            "--duration",
-            duration,
-            "--rate",
-            str(rate),
-            "--seed",
-            "7",
-        ]
-    )
-    if code:
-        raise click.ClickException(f"scenario generation failed with exit code {code}")
-    truth = json.loads((out / "ground_truth.json").read_text())
+    click.echo(f"[1/7] generating scenario {scenario!r} ({duration}, {rate} req/s) into {out}")
+    truth = pipeline.generate(scenario, out, duration=duration, rate=rate, seed=7)
     volume = truth.get("volume", {})
     expected = {
         "traces": volume.get("spans", 0),
@@ -63,18 +40,13 @@ def run(settings: Settings, scenario: str, duration: str, rate: float, use_kafka
     }
 
     store, _ = wiring.migrated_store(settings)
-    _reset(store)
+    pipeline.reset(store)
     if use_kafka:
         _via_kafka(settings, store, out, expected)
     else:
-        click.echo("[2/6] ingesting the OTLP files (no broker)")
-        ingest_files(
-            [out / "traces.jsonl", out / "logs.jsonl", out / "metrics.jsonl"],
-            settings,
-            wiring.writer(settings, store),
-            IngestStats(),
-        )
-        click.echo("[3/6] stored")
+        click.echo("[2/7] ingesting the OTLP files (no broker)")
+        pipeline.ingest_dir(settings, store, out)
+        click.echo("[3/7] stored")
     _report(store, truth, expected)
     _detect(settings, store, truth)
     _correlate(settings, store, truth)
@@ -82,14 +54,9 @@ def run(settings: Settings, scenario: str, duration: str, rate: float, use_kafka
 
 def _detect(settings: Settings, store: ClickHouse, truth: dict) -> None:
     """Run the layered detectors over the scenario, as ``warroom detect run`` would."""
-    from detect.run import DetectRunner
-
-    start = time_from_text(truth["start"])
-    end = time_from_text(truth["end"])
-    state = settings.home / "demo" / "detect-state.json"
-    state.unlink(missing_ok=True)
-    click.echo("[5/6] warroom detect run (series in ClickHouse → L0/L1/L2 detectors → alerts table)")
-    result = DetectRunner(store, state).run(start + (end - start) / 6, end)
+    start, end = pipeline.window(truth)
+    click.echo("[5/7] warroom detect run (series in ClickHouse → L0/L1/L2 detectors → alerts table)")
+    result = pipeline.detect(store, settings.home / "demo" / "detect-state.json", start, end)
     for alert in sorted(result.opened, key=lambda a: a.starts_at)[:12]:
         click.echo(
             f"      {alert.starts_at:%H:%M} {alert.severity.value:<8} {alert.service:<15} {alert.title}"
@@ -104,20 +71,12 @@ def _detect(settings: Settings, store: ClickHouse, truth: dict) -> None:
 def _correlate(settings: Settings, store: ClickHouse, truth: dict) -> None:
     """Group the alerts into incidents with ranked root causes, as ``warroom correlate run`` would
     (topology learned from the scenario's traces; a fresh state database; no receivers)."""
-    from correlate.service import Correlator
-    from correlate.topology_refresh import refresh
-
-    start = time_from_text(truth["start"])
-    end = time_from_text(truth["end"])
-    click.echo("[6/6] warroom correlate run (alerts → incidents, root causes from the learned topology)")
-    topology = refresh(store, end, end - start)
-    edges = len(topology.edges) if topology is not None else 0
+    start, end = pipeline.window(truth)
+    click.echo("[6/7] warroom correlate run (alerts → incidents, root causes from the learned topology)")
+    done = pipeline.correlate(settings, store, settings.home / "demo" / "state.db", start, end)
+    edges = len(done.topology.edges) if done.topology is not None else 0
     click.echo(f"      topology learned from the traces: {edges} call edge(s)")
-    db_path = settings.home / "demo" / "state.db"
-    db_path.unlink(missing_ok=True)
-    state = wiring.state_db(settings.replace(state_dsn=f"sqlite:///{db_path}"))
-    incidents = wiring.incident_store(settings, state, lambda: topology)
-    summary = Correlator(store, incidents).run(start, end)
+    incidents, summary, state = done.incidents, done.summary, done.state
     for record in sorted(incidents.incidents(), key=lambda r: r.started_at):
         cause = record.root_causes[0] if record.root_causes else None
         why = (
@@ -128,13 +87,40 @@ def _correlate(settings: Settings, store: ClickHouse, truth: dict) -> None:
         f"      {summary.alerts} alert(s) → {summary.opened} incident(s); "
         f"`warroom incidents explain ID` shows why each alert was grouped"
     )
+    _summarize(settings, store, done, end)
     state.dispose()
 
 
-def _reset(store: ClickHouse) -> None:
-    """A demo run starts from empty tables so its numbers are its own."""
-    for table in (*s.TELEMETRY_TABLES, s.TRACE_ID_TS, s.DEAD_LETTERS, ALERTS, TOPOLOGY_TABLE):
-        store.command(f"TRUNCATE TABLE {store.table(table)}")
+def _summarize(settings: Settings, store: ClickHouse, done: pipeline.Correlated, end: datetime) -> None:
+    """Summarise every incident as ``warroom summarize`` would: evidence, digest, proposals."""
+    from app import summaries
+    from summarize.render import render
+
+    click.echo("[7/7] warroom summarize (evidence pack → digest citing it → remediations awaiting approval)")
+    out = settings.home / "demo" / "summaries"
+    out.mkdir(parents=True, exist_ok=True)
+    demo = settings.replace(state_dsn=f"sqlite:///{settings.home / 'demo' / 'state.db'}")
+    for incident in sorted(done.incidents.incidents(), key=lambda r: r.started_at):
+        run = summaries.summarize_incident(demo, store, done.state, done.incidents, incident.id, now=end)
+        page = out / f"{incident.id}.html"
+        page.write_text(render(run.summary, "html"), encoding="utf-8")
+        (out / f"{incident.id}.md").write_text(render(run.summary, "md"), encoding="utf-8")
+        top = run.summary.hypotheses[0] if run.summary.hypotheses else None
+        said = (
+            f"{top.service}: {top.fault_kind.label} ({top.confidence:.0%}) citing {', '.join(top.evidence)}"
+            if top
+            else "no probable cause"
+        )
+        click.echo(f"      {incident.id}: {said}; {len(run.summary.pack.items)} evidence item(s) → {page}")
+        for proposal in run.proposals:
+            click.echo(
+                f"        proposed {proposal.action} {dict(proposal.params)} ({proposal.risk} risk), "
+                "awaiting approval"
+            )
+    click.echo(
+        f"      remediations: WARROOM_STATE_DSN={demo.state_dsn} warroom remediation list "
+        "(then show / approve / execute; nothing runs without approval)"
+    )
 
 
 def _via_kafka(settings: Settings, store: ClickHouse, out: Path, expected: dict[str, int]) -> None:
@@ -151,10 +137,10 @@ def _via_kafka(settings: Settings, store: ClickHouse, out: Path, expected: dict[
         )
         topics = [topic for topic, _ in settings.topics().values()]
         broker.create_topics(topics, partitions=2)
-        click.echo(f"[2/6] local broker on {broker.bootstrap}; producing the scenario to {', '.join(topics)}")
+        click.echo(f"[2/7] local broker on {broker.bootstrap}; producing the scenario to {', '.join(topics)}")
         sent = produce_dir(settings, broker.bootstrap, out)
         click.echo(f"      produced {sum(sent.values())} Kafka records (one Export*ServiceRequest each)")
-        click.echo("[3/6] warroom ingest kafka (consumer group, commit after insert)")
+        click.echo("[3/7] warroom ingest kafka (consumer group, commit after insert)")
         stats = IngestStats(settings.home / "ingest-status.json")
         stop = threading.Event()
         worker = KafkaIngest(settings, wiring.writer(settings, store), stats, stop)
@@ -176,7 +162,7 @@ def _via_kafka(settings: Settings, store: ClickHouse, out: Path, expected: dict[
 
 
 def _report(store: ClickHouse, truth: dict, expected: dict[str, int]) -> None:
-    click.echo("[4/6] what landed in ClickHouse (the OpenTelemetry Collector exporter's tables)")
+    click.echo("[4/7] what landed in ClickHouse (the OpenTelemetry Collector exporter's tables)")
     metric_rows = sum(int(store.scalar(f"SELECT count() FROM {store.table(t)}")) for t in s.METRIC_TABLES)
     rows = {
         "spans (otel_traces)": int(store.scalar(f"SELECT count() FROM {store.table(s.TRACES)}")),

@@ -27,6 +27,7 @@ from detect.run import MIGRATION as DETECT_MIGRATION
 from ingest.native_sql import MIGRATION as INGEST_MIGRATION
 from ingest.otlp_parse import Limits
 from ingest.writer import NativeWriter
+from summarize.catalog import Catalog
 from warroom import statedb
 from warroom.alerts import INSERTED_AT_MIGRATION
 from warroom.alerts import MIGRATION as ALERTS_MIGRATION
@@ -109,11 +110,17 @@ def state_db(settings: Settings) -> StateDB:
     """Open the state database and create its missing tables (every stage's, listed here)."""
     from correlate.notify.outbox import METADATA as OUTBOX_TABLES
     from correlate.store import METADATA as INCIDENT_TABLES
+    from summarize.approval import METADATA as APPROVAL_TABLES
     from warroom.audit import METADATA as AUDIT_TABLES
 
     db = statedb.connect(settings.state_dsn)
-    statedb.migrate(db, [AUDIT_TABLES, INCIDENT_TABLES, OUTBOX_TABLES])
+    statedb.migrate(db, [AUDIT_TABLES, INCIDENT_TABLES, OUTBOX_TABLES, APPROVAL_TABLES])
     return db
+
+
+def catalog(settings: Settings) -> Catalog:
+    """The remediation catalog: the built-in actions merged with the config file's ``[actions]``."""
+    return Catalog.from_settings(settings)
 
 
 def grouping_config(settings: Settings) -> GroupingConfig:

@@ -77,21 +77,44 @@ _FAULT_LABELS = {
     FaultKind.UNKNOWN: "unknown fault",
 }
 
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# Spans written with digits that are not quantities, blanked before numbers are read: ISO dates and
+# timestamps, clock times (12:03, 12:03:07Z), dotted versions and addresses (2.4.0, 10.0.0.1) and
+# v-prefixed versions (v2.4). Grounding checks versions separately, as strings.
+_NOT_A_NUMBER = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+    r"|(?<![\w.:])\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z?(?![\w:])"
+    r"|(?<![\w.])v?\d+(?:\.\d+){2,}(?:[-+][0-9A-Za-z.-]*[0-9A-Za-z])?"
+    r"|(?<![\w.])v\d+(?:\.\d+)+"
+)
+
+# Units a quoted figure may carry, attached ("35%", "1.2s") or after one space ("420 ms").
+_UNITS = (
+    r"%|percent|ms|µs|us|ns|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|k|x"
+    r"|[KMGT]iB|[kKMGT]B|bytes"
+)
+
+# A number stands alone: not glued to a word (E3, p95, a1b2, 5xx), not the tail of a hyphenated
+# name (db-1, INC-42, a uuid's groups), except for a unit right after it.
+_NUMBER = re.compile(
+    r"(?<![\w.])(?<!\w-)(?P<number>[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+    rf"(?=(?:{_UNITS})?(?!\w))"
+    rf"(?:\s?(?P<unit>{_UNITS})(?!\w))?"
+)
 
 
 def numbers_in(text: str) -> list[float]:
-    """The numbers written in ``text`` ("1,200", "0.35", "35"), thousands separators removed.
+    """The quantities written in ``text`` ("1,200", "0.35", "35%", "420 ms"), thousands separators
+    removed.
 
-    Digits inside identifiers (``E3``, ``v2``, ``a1b2``) are not numbers.
+    Digits inside identifiers (``E3``, ``p95``, ``v2``, ``a1b2``, ``db-1``, trace ids) and in
+    dates, clock times, versions and IP addresses are not quantities: a claim may mention them
+    without them counting as figures, and an evidence item's timestamps do not become figures a
+    claim could appear to quote.
     """
     out = []
-    for match in _NUMBER.finditer(text):
-        token = match.group(0)
-        if re.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?", token):
-            token = token.replace(",", "")
+    for match in _NUMBER.finditer(_NOT_A_NUMBER.sub(lambda m: " " * len(m.group(0)), text)):
         try:
-            value = float(token)
+            value = float(match.group("number").replace(",", ""))
         except ValueError:
             continue
         if math.isfinite(value):
@@ -119,7 +142,7 @@ class EvidenceItem:
     samples: tuple[str, ...] = ()
     points: tuple[tuple[int, float | None], ...] = ()
     query: str = ""
-    params: Mapping[str, Scalar] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     def figures(self) -> set[float]:
         """Every number this item states: its values and the numbers in its title and samples."""

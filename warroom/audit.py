@@ -5,8 +5,9 @@ Each entry stores ``hash = sha256(previous hash + canonical JSON of the entry)``
 or reordering any row breaks the chain from that row on, and :func:`verify` names the first
 broken sequence number — so an approval that was quietly rewritten in the database is detectable
 (``warroom audit verify``). Appends serialise on the chain head (the row with the highest ``seq``),
-so two writers never fork the chain: ``seq`` is the primary key, and on PostgreSQL the head row is
-locked (``FOR UPDATE``); on SQLite the second writer waits for the first's write lock or fails.
+so two writers never fork the chain: ``seq`` is the primary key, and on PostgreSQL appends take a
+transaction-scoped advisory lock before reading the head; on SQLite a no-op write takes the
+database's write lock first, so the second writer waits for the first (up to the busy timeout).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ AUDIT = sa.Table(
 )
 
 GENESIS = "0" * 64
+_PG_LOCK_KEY = 0x57524D41  # "WRMA": serialises audit appends on PostgreSQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,15 @@ def append(
     at: datetime | None = None,
 ) -> AuditEntry:
     """Append one entry inside the caller's transaction (so it commits with the change it records)."""
+    if conn.dialect.name == "postgresql":
+        # The head row's lock alone is not enough under READ COMMITTED: a writer that waited for it
+        # re-reads the same (old) head and collides on ``seq``. A transaction-scoped advisory lock
+        # taken before the read makes the read see the previous appender's committed row.
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
+    else:
+        # SQLite: a write statement takes the database's write lock now (waiting out the busy
+        # timeout), so the head read next cannot be stale. A no-op when the caller holds it already.
+        conn.execute(sa.update(AUDIT).where(sa.false()).values(seq=AUDIT.c.seq))
     head = conn.execute(
         sa.select(AUDIT.c.seq, AUDIT.c.hash).order_by(AUDIT.c.seq.desc()).limit(1).with_for_update()
     ).first()

@@ -334,6 +334,13 @@ class Settings:
     api_port: int
     intake_max_bytes: int
     status_port: int
+    llm_base_url: str
+    llm_model: str
+    llm_api_key: str
+    llm_timeout_s: float
+    llm_retries: int
+    proposal_ttl_s: int
+    actor: str
     log_level: str
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     tables: Mapping[str, Any] = field(default_factory=dict, compare=False)
