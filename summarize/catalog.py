@@ -56,6 +56,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from warroom.config import Settings
+from warroom.config_table import ConfigTable
 from warroom.errors import ConfigError, InputError
 
 __all__ = [
@@ -383,32 +384,16 @@ class Action:
 # --- loading ------------------------------------------------------------------------------------
 
 
-class _Table:
-    """One config table read key by key; keys never read are reported by :meth:`done`."""
+class _Table(ConfigTable):
+    """A catalog table: values quoted with :func:`_show`, and a key with a default may be blank."""
 
-    def __init__(self, path: str, raw: object) -> None:
-        if not isinstance(raw, Mapping):
-            raise ConfigError(path, f"must be a table, not {_show(raw)}")
-        self.path = path
-        self.raw: Mapping[str, Any] = raw
-        self._read: set[str] = set()
+    allow_blank_with_default = True
 
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}"
+    def show(self, value: Any) -> str:
+        return _show(value)
 
-    def get(self, name: str) -> Any:
-        self._read.add(name)
-        return self.raw.get(name)
-
-    def text(self, name: str, default: str | None = None) -> str:
-        value = self.get(name)
-        if value is None:
-            if default is None:
-                raise ConfigError(self.key(name), "is required")
-            return default
-        if not isinstance(value, str) or (default is None and not value.strip()):
-            raise ConfigError(self.key(name), f"must be a non-empty string, not {_show(value)}")
-        return value
+    def show_table(self, raw: object) -> str:
+        return _show(raw)
 
     def choice(self, name: str, allowed: tuple[str, ...], default: str | None = None) -> str:
         value = self.text(name, default)
@@ -426,14 +411,6 @@ class _Table:
             )
         return float(value)
 
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise ConfigError(self.key(name), f"must be true or false, not {_show(value)}")
-        return value
-
     def texts(self, name: str) -> tuple[str, ...]:
         value = self.get(name)
         if value is None:
@@ -441,11 +418,6 @@ class _Table:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise ConfigError(self.key(name), f"must be a list of non-empty strings, not {_show(value)}")
         return tuple(value)
-
-    def done(self) -> None:
-        unknown = sorted(set(self.raw) - self._read)
-        if unknown:
-            raise ConfigError(self.key(unknown[0]), f"unknown key (known: {', '.join(sorted(self._read))})")
 
 
 def _number_key(t: _Table, name: str, integer: bool) -> float | None:

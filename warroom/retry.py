@@ -4,6 +4,9 @@
 sleeping ``min(max_delay, base·2^attempt)·U(0.5, 1)`` between tries, and raises :class:`Stopped`
 if ``stop`` is set meanwhile. ``on_wait`` is called during sleeps (e.g. to keep a Kafka consumer's
 group membership alive) and ``on_retry`` after each failure (logging, counters).
+
+``parse_retry_after`` reads an HTTP ``Retry-After`` header as seconds, for the stages that call
+HTTP services (notification receivers, the LLM client) and honour a server's requested delay.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 from warroom.errors import StoreError, WarroomError
@@ -49,3 +54,25 @@ def retry(
                 if on_wait is not None:
                     on_wait()
                 time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+
+    ``None`` when the header is absent, empty or unparseable (including ``NaN``); never negative (a
+    date in the past is ``0.0``). Callers cap the result: a server may ask for a very long wait.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else None

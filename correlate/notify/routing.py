@@ -55,6 +55,7 @@ from correlate.notify.email import EmailReceiver
 from correlate.notify.pagerduty import PD_SEVERITIES, EventAction, PagerDutyReceiver
 from correlate.notify.slack import SlackReceiver
 from correlate.notify.webhook import WebhookReceiver
+from warroom.config_table import ConfigTable
 from warroom.errors import ConfigError
 from warroom.model import Severity
 
@@ -63,33 +64,12 @@ __all__ = ["RECEIVER_TYPES", "Route", "Router", "build_router"]
 Labels = Mapping[str, str]
 
 
-class _Table:
-    """One config table read key by key; keys never read are reported as unknown by :meth:`done`."""
+class _Table(ConfigTable):
+    """A routing table; adds ``env``, from which ``<key>_env`` secrets are resolved."""
 
     def __init__(self, path: str, raw: object, env: Mapping[str, str]) -> None:
-        if not isinstance(raw, Mapping):
-            raise ConfigError(path, f"must be a table, not {type(raw).__name__}")
-        self.path = path
-        self.raw: Mapping[str, Any] = raw
+        super().__init__(path, raw)
         self.env = env
-        self._read: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}"
-
-    def get(self, name: str) -> Any:
-        self._read.add(name)
-        return self.raw.get(name)
-
-    def text(self, name: str, default: str | None = None) -> str:
-        value = self.get(name)
-        if value is None:
-            if default is None:
-                raise ConfigError(self.key(name), "is required")
-            return default
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(self.key(name), f"must be a non-empty string, not {value!r}")
-        return value
 
     def number(self, name: str, default: float) -> float:
         value = self.get(name)
@@ -105,14 +85,6 @@ class _Table:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
             raise ConfigError(self.key(name), f"must be a port number, not {value!r}")
-        return value
-
-    def flag(self, name: str, default: bool = False) -> bool:
-        value = self.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise ConfigError(self.key(name), f"must be true or false, not {value!r}")
         return value
 
     def str_list(self, name: str, *, required: bool = True) -> tuple[str, ...]:
@@ -160,11 +132,6 @@ class _Table:
             # Do not echo the value: a webhook URL is a credential.
             raise ConfigError(self.key(name), "must be an http:// or https:// URL")
         return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.raw) - self._read)
-        if unknown:
-            raise ConfigError(self.key(unknown[0]), f"unknown key (known: {', '.join(sorted(self._read))})")
 
 
 def _slack(t: _Table, name: str) -> Receiver:
