@@ -34,6 +34,8 @@ bench: install
 	$(BIN)/warroom bench ingest
 	$(BIN)/warroom bench nab
 	$(BIN)/warroom bench logs
+	$(BIN)/warroom bench correlate
+	$(BIN)/warroom bench summarize
 
 clean:
 	rm -rf $(VENV) .warroom .pytest_cache .mypy_cache .ruff_cache

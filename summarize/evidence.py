@@ -675,7 +675,8 @@ def _memory(subject: str, points: Sequence[tuple[datetime, float]], scope: Scope
 # --- trace exemplars -----------------------------------------------------------------------------
 
 _EXEMPLAR_SQL = """
-SELECT TraceId, SpanName, Duration / 1e6 AS ms, StatusCode, StatusMessage, Timestamp
+SELECT TraceId, SpanName, Duration / 1e6 AS ms, StatusCode, StatusMessage, Timestamp,
+       SpanAttributes['url.path'] AS path, SpanAttributes['url.query'] AS query
 FROM {table}
 WHERE ServiceName = {{service:String}} AND SpanKind = 'Server'
   AND Timestamp >= {{start:DateTime64(3)}} AND Timestamp < {{end:DateTime64(3)}}
@@ -694,8 +695,11 @@ def exemplars(store: ClickHouse, scope: Scope) -> list[Draft]:
             continue
         errors = sum(1 for r in rows if r[3] == "Error")
         samples = tuple(
-            f"trace {trace} {name} {ms:.0f} ms {status}" + (f": {message[:120]}" if message else "")
-            for trace, name, ms, status, message, _ in rows
+            f"trace {trace} {name} {ms:.0f} ms {status}"
+            + (f" {path}" if path else "")
+            + (f"?{query[:200]}" if query else "")
+            + (f": {message[:120]}" if message else "")
+            for trace, name, ms, status, message, _, path, query in rows
         )
         slowest = max(float(r[2]) for r in rows)
         out.append(

@@ -52,7 +52,6 @@ class Incident:
             "merged_into": self.merged_into,
         }
 
-
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Incident:
         resolved = data.get("resolved_at")

@@ -145,3 +145,68 @@ def test_bad_input_gets_one_clear_line(kept: dict[str, Any]) -> None:
     since = run_warroom(["digest", "--since", "yesterday"], env)
     assert since.returncode != 0 and "error" in since.stderr.lower()
     assert _incidents(env)  # the incidents table survived the metacharacters
+
+
+def test_llm_narrative_through_the_cli_accepted_or_recorded_why_not(
+    kept: dict[str, Any], tmp_path: Path
+) -> None:
+    """``warroom summarize`` with an OpenAI-compatible endpoint (a real server process): a grounded
+    answer is rendered as the LLM's narrative beside the digest; an answer citing evidence that does
+    not exist is retried once, then the digest stands alone and the reason is in the audit log."""
+    from tests.summarize.fake_openai import FakeOpenAI
+
+    env, end = dict(kept["env"]), kept["end"]
+    incident = _incidents(env)[-1]["id"]
+    good = {
+        "summary": [{"text": "Checkout fails since its new release.", "evidence": ["E1"]}],
+        "impact": [],
+        "hypotheses": [
+            {
+                "service": "checkout",
+                "fault_kind": "bad_deploy",
+                "confidence": 0.8,
+                "text": "The checkout release broke checkout.",
+                "evidence": ["E1"],
+            }
+        ],
+        "remediations": [],
+    }
+    bad = {**good, "summary": [{"text": "It is the database.", "evidence": ["E999"]}]}
+    (tmp_path / "openai").mkdir()
+    with FakeOpenAI(tmp_path / "openai", api_key="sk-test-123") as server:
+        accepted_url = server.scenario({"json": good})
+        env.update(
+            {
+                "WARROOM_LLM_BASE_URL": accepted_url,
+                "WARROOM_LLM_MODEL": "m",
+                "WARROOM_LLM_API_KEY": "sk-test-123",
+            }
+        )
+        done = run_warroom(["summarize", incident, "--format", "md", "--at", end, "--no-propose"], env)
+        assert done.returncode == 0, done.stderr
+        assert "Checkout fails since its new release." in done.stdout
+        assert "LLM narrative not used" not in done.stderr
+        assert len(server.requests(accepted_url)) == 1
+
+        rejected_url = server.scenario({"json": bad})
+        env["WARROOM_LLM_BASE_URL"] = rejected_url
+        again = run_warroom(["summarize", incident, "--format", "md", "--at", end, "--no-propose"], env)
+        assert again.returncode == 0, again.stderr
+        assert "LLM narrative not used: rejected" in again.stderr and "E999" in again.stderr
+        assert "It is the database." not in again.stdout
+        assert "bad deploy" in again.stdout  # the deterministic digest stands
+        assert len(server.requests(rejected_url)) == 2  # retried once with the violations
+        assert "E999" in server.requests(rejected_url)[1]["raw"]
+
+    code = (
+        "import json,sys\n"
+        "from warroom import audit\n"
+        "from warroom.statedb import connect\n"
+        "entries = audit.entries(connect(sys.argv[1]), sys.argv[2])\n"
+        "print(json.dumps([[e.action, e.reason] for e in entries]))\n"
+    )
+    trail = subprocess.run(
+        [sys.executable, "-c", code, env["WARROOM_STATE_DSN"], incident], capture_output=True, text=True
+    )
+    entries = [tuple(e) for e in json.loads(trail.stdout) if e[0] == "summary.narrative"]
+    assert [reason.split(":")[0] for _, reason in entries][-2:] == ["accepted", "rejected"]
