@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -471,12 +471,15 @@ def correlate_replay(
 @click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600))
 @click.pass_context
 def serve_cmd(ctx: click.Context, host: str | None, port: int | None, interval: float) -> None:
-    """The API (alert intake) plus the live correlator and notice delivery, in one process.
+    """The HTTP API (incidents, alerts, remediations, alert intake; token auth) plus the live
+    correlator and notice delivery, in one process.
 
-    On the embedded default one process owns the store, so intake and correlation share it here;
-    an accepted alert wakes the correlator at once.
+    On the embedded default one process owns the store, so the API and correlation share it here;
+    an accepted alert wakes the correlator at once, and notices queued by API commands are
+    delivered by the same dispatcher. Every /api/v1 route needs a token: `warroom users add`.
     """
-    from app import wiring
+    from app import auth, wiring
+    from app.api.context import ApiContext
     from app.api.server import ServerThread, create_app
 
     settings = settings_of(ctx)
@@ -485,14 +488,23 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None, interval: 
     state = wiring.state_db(settings)
     correlator, outbox = wiring.correlator(settings, store, state)
     wake = threading.Event()
-    app = create_app(settings, store, on_accepted=lambda _alerts: wake.set())
+    api = ApiContext(
+        settings, store, state, correlator, wiring.catalog(settings), on_accepted=lambda _alerts: wake.set()
+    )
+    app = create_app(api)
+    if not any(not u.revoked for u in auth.users(state)):
+        click.echo(
+            "no API users yet: every /api/v1 request will get 401 until "
+            "`warroom users add NAME --role admin` makes one",
+            err=True,
+        )
     bind_host, bind_port = host or settings.api_host, port or settings.api_port
     with (
         outbox,
         wiring.background_services(store, outbox, stop),
         ServerThread(app, bind_host, bind_port) as server,
     ):
-        click.echo(f"warroom serving on {server.url} (Ctrl-C to stop)", err=True)
+        click.echo(f"warroom serving on {server.url} (Ctrl-C to stop; API docs at /docs)", err=True)
         correlator.watch(stop, interval, wake)
 
 
@@ -797,13 +809,41 @@ def broker_cmd(port: int) -> None:
 @click.option("--scenario", default="bad_deploy", show_default=True)
 @click.option("--duration", default="3h", show_default=True, help="Simulated time span.")
 @click.option("--rate", default=1.0, show_default=True, type=float, help="Mean entry requests per second.")
-@click.option("--files", is_flag=True, help="Ingest the generated files directly, without the local broker.")
+@click.option(
+    "--kafka", is_flag=True, help="Ingest through a local Kafka-protocol broker (Tansu), not files."
+)
+@click.option("--files", is_flag=True, hidden=True, help="Deprecated: files are the default now.")
+@click.option("--no-serve", is_flag=True, help="Exit after the pipeline instead of serving the console.")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Overrides WARROOM_API_PORT.")
+@click.option(
+    "--reset-state",
+    is_flag=True,
+    help="Allow emptying the incidents, notices and proposals of a WARROOM_STATE_DSN that is not "
+    "the home's own SQLite file (PostgreSQL).",
+)
 @click.pass_context
-def demo_cmd(ctx: click.Context, scenario: str, duration: str, rate: float, files: bool) -> None:
-    """Generate a fault scenario, send it through Kafka into the embedded ClickHouse, show the result."""
+def demo_cmd(
+    ctx: click.Context,
+    scenario: str,
+    duration: str,
+    rate: float,
+    kafka: bool,
+    files: bool,
+    no_serve: bool,
+    port: int | None,
+    reset_state: bool,
+) -> None:
+    """Generate a fault scenario, ingest it (from files, or through a local broker with --kafka),
+    detect, correlate and summarise it, then serve the console with a viewer and an approver token
+    until Ctrl-C."""
     from app import demo
 
-    demo.run(settings_of(ctx), scenario, duration, rate, use_kafka=not files)
+    if files:
+        click.echo("--files is the default now (and deprecated); --kafka goes through a broker", err=True)
+    demo.run(
+        settings_of(ctx),
+        demo.Options(scenario, duration, rate, kafka, serve=not no_serve, port=port, reset_state=reset_state),
+    )
 
 
 # -- summaries -----------------------------------------------------------------------------------
@@ -1022,6 +1062,68 @@ def _data_args(data: Path | None, name: str, as_json: bool) -> list[str]:
 from app.remediation_cli import remediation  # noqa: E402  (its own module; it does not import this one)
 
 cli.add_command(remediation)
+
+from app.users_cli import users  # noqa: E402  (its own module; it does not import this one)
+
+cli.add_command(users)
+
+
+@cli.command("up")
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    metavar="SERVICES",
+    help="Comma-separated subset of: ingest, detect, correlate, summarize, api (default: all).",
+)
+@click.option("--host", default=None, help="API address; overrides WARROOM_API_HOST.")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Overrides WARROOM_API_PORT.")
+@click.option("--step", default=60, show_default=True, type=click.IntRange(10, 3600), help="Detect step, s.")
+@click.option("--rules", type=click.Path(path_type=Path), default=None, help="Rules/SLO TOML file.")
+@click.option(
+    "--interval", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600), help="Correlate poll, s."
+)
+@click.option(
+    "--summarize-every",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1, 86400),
+    help="Seconds between summarize passes.",
+)
+@click.pass_context
+def up_cmd(
+    ctx: click.Context,
+    only: tuple[str, ...],
+    host: str | None,
+    port: int | None,
+    step: int,
+    rules: Path | None,
+    interval: float,
+    summarize_every: float,
+) -> None:
+    """Run ingest, detect, correlate, summarize and the API in one process (or --only some of them,
+    to run each as its own service) until SIGTERM/SIGINT; a failing service stops them all."""
+    from app import up
+
+    try:
+        names = up.parse_only(only)
+    except InputError as exc:
+        raise click.BadParameter(str(exc), param_hint="--only") from exc
+    options = up.Options(
+        only=names,
+        host=host,
+        port=port,
+        detect_step=step,
+        rules=rules,
+        correlate_interval=interval,
+        summarize_every=summarize_every,
+    )
+
+    def ready(services: Sequence[str], url: str | None) -> None:
+        where = f"; API on {url}/" if url else ""
+        click.echo(f"warroom up: {', '.join(services)}{where} (SIGTERM or Ctrl-C stops)", err=True)
+
+    up.run(settings_of(ctx), options, up.stop_on_signals(), ready)
 
 
 def main() -> None:

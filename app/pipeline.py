@@ -6,9 +6,11 @@ scenarios and scores the summaries. Both run on the embedded store in this one p
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,16 @@ from warroom.config import Settings
 from warroom.errors import InputError
 from warroom.statedb import StateDB
 
-__all__ = ["Correlated", "correlate", "detect", "generate", "ingest_dir", "reset", "window"]
+__all__ = [
+    "Correlated",
+    "correlate",
+    "correlate_into",
+    "detect",
+    "generate",
+    "ingest_dir",
+    "reset",
+    "window",
+]
 
 
 def generate(
@@ -58,20 +69,57 @@ def reset(store: ClickHouse) -> None:
         store.command(f"TRUNCATE TABLE {store.table(table)}")
 
 
-def ingest_dir(settings: Settings, store: ClickHouse, out: Path) -> dict[str, int]:
-    """Store the scenario's files directly (no broker)."""
+def ingest_dir(
+    settings: Settings, store: ClickHouse, out: Path, stats: IngestStats | None = None
+) -> dict[str, int]:
+    """Store the scenario's files directly (no broker); ``stats`` counts as it goes (progress)."""
     return ingest_files(
         [out / "traces.jsonl", out / "logs.jsonl", out / "metrics.jsonl"],
         settings,
         wiring.writer(settings, store),
-        IngestStats(),
+        stats or IngestStats(),
     )
 
 
-def detect(store: ClickHouse, state: Path, start: datetime, end: datetime) -> RunResult:
-    """The layered detectors over ``[start + a sixth, end)`` (the first sixth warms them up)."""
+def detect(
+    store: ClickHouse,
+    state: Path,
+    start: datetime,
+    end: datetime,
+    *,
+    chunks: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> RunResult:
+    """The layered detectors over ``[start + a sixth, end)`` (the first sixth warms them up).
+
+    ``chunks > 1`` runs the window as that many consecutive runs, each resuming from the state the
+    previous one saved — the way ``detect watch`` advances — so ``progress(steps_done)`` can be
+    reported between them. The alerts opened are the same; an alert that resolves in a later
+    chunk is written again with its end (as in production), where one run writes it once.
+    """
     state.unlink(missing_ok=True)
-    return DetectRunner(store, state).run(start + (end - start) / 6, end)
+    runner = DetectRunner(store, state)
+    step = runner.config.step_s
+    first = int((start + (end - start) / 6).timestamp()) // step * step
+    last = int(end.timestamp()) // step * step
+    if last <= first:
+        return runner.run(start + (end - start) / 6, end)  # says why the window is empty
+    steps = (last - first) // step
+    bounds = sorted({first + steps * i // max(1, chunks) * step for i in range(max(1, chunks))} | {last})
+    results = []
+    for a, b in itertools.pairwise(bounds):
+        results.append(runner.run(datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)))
+        if progress is not None:
+            progress((b - a) // step)
+    return RunResult(
+        start=results[0].start,
+        end=results[-1].end,
+        series=max(r.series for r in results),
+        opened=[a for r in results for a in r.opened],
+        written=sum(r.written for r in results),
+        templates=results[-1].templates,
+        new_templates=sum(r.new_templates for r in results),
+    )
 
 
 @dataclass
@@ -85,10 +133,19 @@ class Correlated:
 def correlate(
     settings: Settings, store: ClickHouse, db_path: Path, start: datetime, end: datetime
 ) -> Correlated:
-    """Alerts → incidents on a fresh state database, topology learned from the scenario's traces."""
-    topology = refresh(store, end, end - start)
+    """Alerts → incidents on a fresh SQLite state database at ``db_path``, topology learned from
+    the scenario's traces."""
     db_path.unlink(missing_ok=True)
     state = wiring.state_db(settings.replace(state_dsn=f"sqlite:///{db_path}"))
+    return correlate_into(settings, store, state, start, end)
+
+
+def correlate_into(
+    settings: Settings, store: ClickHouse, state: StateDB, start: datetime, end: datetime
+) -> Correlated:
+    """Alerts → incidents in ``state`` (the caller has emptied it), topology learned from the
+    scenario's traces."""
+    topology = refresh(store, end, end - start)
     incidents = wiring.incident_store(settings, state, lambda: topology)
     summary = Correlator(store, incidents).run(start, end)
     return Correlated(incidents, state, summary, topology)

@@ -108,13 +108,14 @@ def writer(settings: Settings, db: ClickHouse) -> NativeWriter:
 
 def state_db(settings: Settings) -> StateDB:
     """Open the state database and create its missing tables (every stage's, listed here)."""
+    from app.auth import METADATA as USER_TABLES
     from correlate.notify.outbox import METADATA as OUTBOX_TABLES
     from correlate.store import METADATA as INCIDENT_TABLES
     from summarize.approval import METADATA as APPROVAL_TABLES
     from warroom.audit import METADATA as AUDIT_TABLES
 
     db = statedb.connect(settings.state_dsn)
-    statedb.migrate(db, [AUDIT_TABLES, INCIDENT_TABLES, OUTBOX_TABLES, APPROVAL_TABLES])
+    statedb.migrate(db, [AUDIT_TABLES, INCIDENT_TABLES, OUTBOX_TABLES, APPROVAL_TABLES, USER_TABLES])
     return db
 
 

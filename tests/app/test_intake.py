@@ -2,6 +2,8 @@
 
 The server runs in this process because the embedded engine allows one process per data path.
 Each test starts its own server on a port the OS picks, so hooks and stores never leak across tests.
+Intake needs a responder's token (as Alertmanager sends it from ``http_config.authorization``); the
+client carries one made in the server's own state database.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app import auth, wiring
 from app.api.server import ServerThread, create_app
 from warroom import alerts
 from warroom.alert_json import alert_from_json
@@ -42,10 +45,17 @@ def serve(store: ClickHouse, tmp_path: Path) -> Iterator[Serve]:
     """Start an intake server (``db``, ``on_accepted`` overridable) and return a client for it."""
     with ExitStack() as stack:
 
-        def start(db: ClickHouse | None = None, on_accepted: Any = None) -> httpx.Client:
+        def start(
+            db: ClickHouse | None = None, on_accepted: Any = None, role: str | None = "responder"
+        ) -> httpx.Client:
             settings = load_settings(env={}, home=str(tmp_path / "home"), intake_max_bytes=MAX_BYTES)
             server = stack.enter_context(ServerThread(create_app(settings, db or store, on_accepted)))
-            return stack.enter_context(httpx.Client(base_url=server.url, timeout=10))
+            headers = {}
+            if role is not None:
+                state = wiring.state_db(settings)
+                token = auth.add_user(state, f"sender-{len(auth.users(state))}", role, actor="test")
+                headers["Authorization"] = f"Bearer {token}"
+            return stack.enter_context(httpx.Client(base_url=server.url, timeout=10, headers=headers))
 
         yield start
 
@@ -93,7 +103,7 @@ def test_healthz_and_unknown_paths_answer_json(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     missing = client.get("/api/v1/nothing")
     assert missing.status_code == 404 and missing.json()["reason"] == "not_found"
-    wrong_method = client.get(GENERIC)
+    wrong_method = client.put(GENERIC)
     assert wrong_method.status_code == 405 and wrong_method.json()["reason"] == "method_not_allowed"
 
 
@@ -331,13 +341,27 @@ def test_failing_hook_is_logged_and_the_request_still_succeeds(
     assert any("on_accepted hook failed" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
+def test_intake_needs_a_responder_token_and_stores_nothing_without_one(
+    serve: Serve, store: ClickHouse
+) -> None:
+    for role, status, reason in [(None, 401, "missing_token"), ("viewer", 403, "forbidden")]:
+        client = serve(role=role)
+        for path, body in ((GENERIC, generic("a")), (AM, am_payload("HighLatency"))):
+            response = client.post(path, json=body)
+            assert response.status_code == status and response.json()["reason"] == reason, response.text
+    assert serve(role="admin").post(GENERIC, json=generic("b")).status_code == 202
+    assert [a.fingerprint for a in stored(store)] == ["b"]
+
+
 def test_declared_oversize_body_is_refused_before_it_is_sent(serve: Serve) -> None:
     """The Content-Length check answers at once: a server reading the body first would wait forever."""
-    url = httpx.URL(str(serve().base_url))
+    client = serve()
+    url = httpx.URL(str(client.base_url))
     assert url.port is not None
     with socket.create_connection((url.host, url.port), timeout=5) as sock:
         sock.sendall(
             f"POST {AM} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: {client.headers['authorization']}\r\n"
             f"Content-Length: {10**9}\r\n\r\n".encode()
         )
         response = b""
