@@ -299,11 +299,8 @@ def detect_run(
 @click.pass_context
 def detect_watch(ctx: click.Context, step: int, rules: Path | None) -> None:
     """Run detection every step on the newest complete step, until SIGTERM/SIGINT."""
-    import time
-    from datetime import UTC, datetime, timedelta
-
     from app import wiring
-    from detect.run import DetectRunner, RunConfig, load_rules_file
+    from detect.run import DetectRunner, RunConfig, load_rules_file, watch
 
     settings = settings_of(ctx)
     stop = _stop_on_signals()
@@ -311,21 +308,14 @@ def detect_watch(ctx: click.Context, step: int, rules: Path | None) -> None:
     runner = DetectRunner(
         store, settings.home / "state" / "detect.json", RunConfig(step_s=step, rules=load_rules_file(rules))
     )
-    while not stop.is_set():
-        now = datetime.now(UTC)
-        end = datetime.fromtimestamp(int(now.timestamp()) // step * step, tz=UTC)
-        start = (
-            datetime.fromtimestamp(runner.last_end, tz=UTC)
-            if runner.last_end
-            else end - timedelta(seconds=step)
-        )
-        if end > start:
-            result = runner.run(start, end)
-            for alert in result.opened:
-                click.echo(
-                    f"{alert.starts_at:%H:%M} {alert.severity.value:<8} {alert.service:<16} {alert.title}"
-                )
-        stop.wait(max(1.0, step - (time.time() - end.timestamp())))
+    watch(
+        runner,
+        stop,
+        step,
+        lambda alert: click.echo(
+            f"{alert.starts_at:%H:%M} {alert.severity.value:<8} {alert.service:<16} {alert.title}"
+        ),
+    )
 
 
 # -- correlate -----------------------------------------------------------------------------------

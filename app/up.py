@@ -28,13 +28,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from app import wiring
 from warroom.config import Settings
 from warroom.errors import BrokerError, InputError, StoreError, WarroomError
+from warroom.model import Alert
 from warroom.retry import Stopped
 
 if TYPE_CHECKING:  # the API stack (FastAPI, uvicorn) loads only when a service needs it
@@ -228,7 +229,7 @@ class DetectService(Service):
     name = "detect"
 
     def run(self) -> None:
-        from detect.run import DetectRunner, RunConfig, load_rules_file
+        from detect.run import DetectRunner, RunConfig, load_rules_file, watch
 
         step, stop = self.options.detect_step, self.shared.stop
         runner = DetectRunner(
@@ -236,27 +237,12 @@ class DetectService(Service):
             self.shared.settings.home / "state" / "detect.json",
             RunConfig(step_s=step, rules=load_rules_file(self.options.rules)),
         )
-        while not stop.is_set():
-            now = time.time()
-            end = datetime.fromtimestamp(int(now) // step * step, tz=UTC)
-            start = (
-                datetime.fromtimestamp(runner.last_end, tz=UTC)
-                if runner.last_end
-                else end - timedelta(seconds=step)
-            )
-            if end > start:
-                try:
-                    result = runner.run(start, end)
-                except StoreError as exc:
-                    if not exc.retryable:
-                        raise
-                    # An outage: the window is not marked done, so the next pass covers it too.
-                    log.warning("detection pass failed; retrying next step", extra={"error": str(exc)})
-                else:
-                    for alert in result.opened:
-                        extra = {"service": alert.service, "severity": alert.severity.value}
-                        log.info("alert opened: %s", alert.title, extra=extra)
-            stop.wait(max(1.0, step - (time.time() - end.timestamp())))
+        watch(runner, stop, step, _log_opened)
+
+
+def _log_opened(alert: Alert) -> None:
+    extra = {"service": alert.service, "severity": alert.severity.value}
+    log.info("alert opened: %s", alert.title, extra=extra)
 
 
 class CorrelateService(Service):

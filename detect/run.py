@@ -15,7 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +33,7 @@ from detect.series_common import SeriesLimits
 from warroom import alerts as alert_store
 from warroom import schema as s
 from warroom.clickhouse import ClickHouse
-from warroom.errors import InputError
+from warroom.errors import InputError, StoreError
 from warroom.model import Alert, Evidence, Series, SeriesKey, SignalKind
 
 log = logging.getLogger("warroom.detect")
@@ -325,3 +328,27 @@ def describe(result: RunResult) -> dict[str, Any]:
         "log_templates": result.templates,
         "new_log_templates": result.new_templates,
     }
+
+
+def watch(runner: DetectRunner, stop: threading.Event, step: int, on_opened: Callable[[Alert], None]) -> None:
+    """Detection over the newest complete step, every step, until ``stop``; resumes from the
+    runner's state after a restart (its ``last_end``). A store outage skips the pass without
+    marking the window done, so the next pass covers it too."""
+    while not stop.is_set():
+        end = datetime.fromtimestamp(int(time.time()) // step * step, tz=UTC)
+        start = (
+            datetime.fromtimestamp(runner.last_end, tz=UTC)
+            if runner.last_end
+            else end - timedelta(seconds=step)
+        )
+        if end > start:
+            try:
+                result = runner.run(start, end)
+            except StoreError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("detection pass failed; retrying next step", extra={"error": str(exc)})
+            else:
+                for alert in result.opened:
+                    on_opened(alert)
+        stop.wait(max(1.0, step - (time.time() - end.timestamp())))

@@ -39,6 +39,11 @@ def test_every_command_has_help() -> None:
             "incidents",
             "serve",
             "audit",
+            "summarize",
+            "digest",
+            "remediation",
+            "users",
+            "up",
         ],
         "detect": ["run", "watch", "score-csv"],
         "alerts": ["import", "list"],
@@ -47,7 +52,9 @@ def test_every_command_has_help() -> None:
         "audit": ["verify"],
         "db": ["migrate", "status"],
         "ingest": ["kafka", "file", "status", "dead-letters"],
-        "bench": ["ingest", "nab", "logs", "correlate"],
+        "bench": ["ingest", "nab", "logs", "correlate", "summarize"],
+        "remediation": ["catalog", "list", "show", "propose", "approve", "reject", "execute"],
+        "users": ["add", "list", "token", "revoke"],
     }
     for group, commands in groups.items():
         for command in commands:
