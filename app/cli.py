@@ -461,8 +461,8 @@ def correlate_replay(
 @click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600))
 @click.pass_context
 def serve_cmd(ctx: click.Context, host: str | None, port: int | None, interval: float) -> None:
-    """The HTTP API (incidents, alerts, remediations, alert intake; token auth) plus the live
-    correlator and notice delivery, in one process.
+    """The web console and the HTTP API (incidents, alerts, remediations, alert intake; token auth)
+    plus the live correlator and notice delivery, in one process.
 
     On the embedded default one process owns the store, so the API and correlation share it here;
     an accepted alert wakes the correlator at once, and notices queued by API commands are
@@ -470,7 +470,7 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None, interval: 
     """
     from app import auth, wiring
     from app.api.context import ApiContext
-    from app.api.server import ServerThread, create_app
+    from app.up import api_server
 
     settings = settings_of(ctx)
     stop = _stop_on_signals()
@@ -481,7 +481,6 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None, interval: 
     api = ApiContext(
         settings, store, state, correlator, wiring.catalog(settings), on_accepted=lambda _alerts: wake.set()
     )
-    app = create_app(api)
     if not any(not u.revoked for u in auth.users(state)):
         click.echo(
             "no API users yet: every /api/v1 request will get 401 until "
@@ -492,9 +491,11 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None, interval: 
     with (
         outbox,
         wiring.background_services(store, outbox, stop),
-        ServerThread(app, bind_host, bind_port) as server,
+        api_server(api, bind_host, bind_port) as server,
     ):
-        click.echo(f"warroom serving on {server.url} (Ctrl-C to stop; API docs at /docs)", err=True)
+        click.echo(
+            f"warroom serving on {server.url} (console at /, API docs at /docs; Ctrl-C stops)", err=True
+        )
         correlator.watch(stop, interval, wake)
 
 

@@ -18,8 +18,6 @@ look healthy to an orchestrator while losing data.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -92,20 +90,16 @@ def stop_on_signals(stop: threading.Event | None = None) -> threading.Event:
 
 
 def api_server(ctx: ApiContext, host: str, port: int) -> ServerThread:
-    """The HTTP API over ``ctx`` with the web console mounted when it is installed; not started.
+    """The HTTP API over ``ctx`` with the web console mounted; not started.
 
-    The one place that builds the served application, so ``warroom up``, ``warroom demo`` and any
-    later command serve the same thing.
+    The one place that builds the served application, so ``warroom up``, ``warroom serve`` and
+    ``warroom demo`` serve the same thing.
     """
     from app.api.server import ServerThread, create_app
+    from app.console import mount_console
 
     app = create_app(ctx)
-    # The console is looked up, not imported outright: without it the API still serves. If it is
-    # there, its own import errors surface (find_spec only answers whether it exists).
-    if importlib.util.find_spec("app.console") is not None:
-        mount = getattr(importlib.import_module("app.console"), "mount_console", None)
-        if mount is not None:
-            mount(app, ctx)
+    mount_console(app, ctx)
     return ServerThread(app, host, port)
 
 
