@@ -44,10 +44,13 @@ from warroom.errors import InputError
 
 __all__ = [
     "FORMATS",
+    "anchor",
     "duration_text",
+    "figure_text",
     "md_block",
     "md_code",
     "md_text",
+    "pct_text",
     "render",
     "render_period",
     "slack_text",
@@ -177,14 +180,19 @@ def duration_text(value: timedelta | None) -> str:
     return sign + " ".join(shown)
 
 
-def _pct(value: float) -> str:
-    """A confidence in [0, 1] as a whole percentage; out-of-range values are clamped, NaN is "?"."""
-    if not math.isfinite(value):
+def pct_text(value: object) -> str:
+    """A confidence in [0, 1] as a whole percentage; out-of-range values are clamped; NaN or
+    anything that is not a number is "?%"."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return "?%"
-    return f"{round(min(max(value, 0.0), 1.0) * 100)}%"
+    if not math.isfinite(number):
+        return "?%"
+    return f"{round(min(max(number, 0.0), 1.0) * 100)}%"
 
 
-def _num(value: object) -> str:
+def figure_text(value: object) -> str:
     """A figure as written in evidence: ints and strings as they are, floats to 6 significant digits."""
     if isinstance(value, bool) or not isinstance(value, float):
         return str(value)
@@ -195,7 +203,7 @@ def _num(value: object) -> str:
     return f"{value:.6g}"
 
 
-def _anchor(evidence_id: object) -> str:
+def anchor(evidence_id: object) -> str:
     """The HTML/Markdown anchor of an evidence item, safe in an id attribute and a URL fragment."""
     return "evidence-" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(evidence_id))
 
@@ -203,7 +211,7 @@ def _anchor(evidence_id: object) -> str:
 def _rerun(item: EvidenceItem) -> str:
     """The shell command that re-runs ``item.query`` (saved as ``<id>.sql``) with its parameters."""
     args = ["clickhouse-client"]
-    args += [shlex.quote(f"--param_{name}={_num(value)}") for name, value in item.params.items()]
+    args += [shlex.quote(f"--param_{name}={figure_text(value)}") for name, value in item.params.items()]
     args += ["--queries-file", shlex.quote(f"{item.id}.sql")]
     return " ".join(args)
 
@@ -227,7 +235,7 @@ def _cite_html(ctx: Context, ids: Iterable[str]) -> Markup:
     out = []
     for evidence_id in ids:
         if evidence_id in known:
-            out.append(Markup('<a class="ref" href="#{}">[{}]</a>').format(_anchor(evidence_id), evidence_id))
+            out.append(Markup('<a class="ref" href="#{}">[{}]</a>').format(anchor(evidence_id), evidence_id))
         else:
             out.append(
                 Markup('<span class="ref missing" title="not in the evidence">[{}]</span>').format(
@@ -242,7 +250,7 @@ def _cite_slack(ids: Iterable[str]) -> str:
 
 
 def _params_text(params: Mapping[str, object]) -> str:
-    return " ".join(f"{name}={_num(value)}" for name, value in params.items())
+    return " ".join(f"{name}={figure_text(value)}" for name, value in params.items())
 
 
 @functools.cache
@@ -264,9 +272,9 @@ def _environment() -> Environment:
         cut=_cut,
         when=_when,
         dur=duration_text,
-        pct=_pct,
-        num=_num,
-        anchor=_anchor,
+        pct=pct_text,
+        num=figure_text,
+        anchor=anchor,
         rerun=_rerun,
         params_text=_params_text,
         cite_md=_cite_md,

@@ -124,10 +124,24 @@ def append(
     return AuditEntry(seq, when, actor, action, subject, reason, before, after, prev, digest)
 
 
-def entries(db: StateDB, subject: str | None = None) -> list[AuditEntry]:
-    query = sa.select(AUDIT).order_by(AUDIT.c.seq)
+def entries(
+    db: StateDB,
+    subject: str | None = None,
+    *,
+    before: int | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[AuditEntry]:
+    """Entries (of one ``subject``), oldest first — or a page of them newest first, below ``seq``
+    ``before``, which stays stable while new entries are appended."""
+    order = AUDIT.c.seq.desc() if newest_first else AUDIT.c.seq
+    query = sa.select(AUDIT).order_by(order)
     if subject is not None:
         query = query.where(AUDIT.c.subject == subject)
+    if before is not None:
+        query = query.where(AUDIT.c.seq < before)
+    if limit is not None:
+        query = query.limit(limit)
     with db.begin() as conn:
         rows = conn.execute(query).all()
     return [

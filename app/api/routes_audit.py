@@ -7,10 +7,8 @@ whole chain like ``warroom audit verify``; a broken chain is a 200 whose body sa
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from app.api.deps import MAX_PAGE, Admin, Ctx
@@ -33,31 +31,10 @@ def audit_entries(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> dict[str, Any]:
     """Audit entries, newest first."""
-    table = audit.AUDIT
-    query = sa.select(table).order_by(table.c.seq.desc()).limit(limit + 1)
-    if subject is not None:
-        query = query.where(table.c.subject == subject)
-    if before is not None:
-        query = query.where(table.c.seq < before)
-    with ctx.state.begin() as conn:
-        rows = conn.execute(query).all()
-    entries = [
-        audit.AuditEntry(
-            r.seq,
-            r.at,
-            r.actor,
-            r.action,
-            r.subject,
-            r.reason,
-            json.loads(r.before),
-            json.loads(r.after),
-            r.prev_hash,
-            r.hash,
-        )
-        for r in rows[:limit]
-    ]
-    more = len(rows) > limit
-    return {"entries": [audit_json(e) for e in entries], "next_before": entries[-1].seq if more else None}
+    page = audit.entries(ctx.state, subject, before=before, limit=limit + 1, newest_first=True)
+    more = len(page) > limit
+    shown = page[:limit]
+    return {"entries": [audit_json(e) for e in shown], "next_before": shown[-1].seq if more else None}
 
 
 @router.get("/verify")

@@ -12,7 +12,6 @@ not run inline script.
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from summarize.render import duration_text
+from summarize.render import anchor, duration_text, figure_text, pct_text
 
 __all__ = ["anchor", "environment", "when"]
 
@@ -47,31 +46,6 @@ def _iso(value: datetime | None) -> str:
 
 def _dur(value: timedelta | None) -> str:
     return duration_text(value)
-
-
-def _pct(value: object) -> str:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "?%"
-    if not math.isfinite(number):
-        return "?%"
-    return f"{round(min(max(number, 0.0), 1.0) * 100)}%"
-
-
-def _num(value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, float):
-        return str(value)
-    if not math.isfinite(value):
-        return str(value)
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.4g}"
-
-
-def anchor(evidence_id: object) -> str:
-    """An evidence item's element id (``evidence-E3``), the same as the HTML digest's anchors."""
-    return "evidence-" + _ANCHOR_UNSAFE.sub("_", str(evidence_id))
 
 
 def _dom_id(value: object) -> str:
@@ -101,7 +75,7 @@ def _cite(ids: Iterable[str], known: Iterable[str], page: str = "") -> Markup:
 
 
 def _params_text(params: Mapping[str, object]) -> str:
-    return " ".join(f"{name}={_num(value)}" for name, value in params.items()) or "(none)"
+    return " ".join(f"{name}={figure_text(value)}" for name, value in params.items()) or "(none)"
 
 
 @functools.cache
@@ -117,8 +91,8 @@ def environment() -> Environment:
         when=when,
         iso=_iso,
         dur=_dur,
-        pct=_pct,
-        num=_num,
+        pct=pct_text,
+        num=figure_text,
         anchor=anchor,
         dom_id=_dom_id,
         cite=_cite,

@@ -507,6 +507,9 @@ def test_public_surface() -> None:
 
     assert set(summarize.render.__all__) == {
         "FORMATS",
+        "anchor",
+        "figure_text",
+        "pct_text",
         "duration_text",
         "md_block",
         "md_code",
