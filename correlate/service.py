@@ -116,8 +116,17 @@ class Correlator:
     def watch(
         self, stop: threading.Event, interval: float = 5.0, wake: threading.Event | None = None
     ) -> None:
-        """Poll until ``stop``; ``wake`` (set by the intake) polls at once. Errors are logged, not fatal."""
+        """Poll until ``stop``; ``wake`` (set by the intake) polls at once. Errors are logged, not fatal.
+
+        ``stop`` also ends the wait between polls, so a SIGTERM stops the watcher at once.
+        """
         wake = wake or threading.Event()
+
+        def relay() -> None:
+            stop.wait()
+            wake.set()
+
+        threading.Thread(target=relay, name="watch-stop", daemon=True).start()
         while not stop.is_set():
             try:
                 self.poll()
