@@ -274,13 +274,17 @@ def detect_run(
 ) -> None:
     """Detect over stored telemetry in [--from, --to) and write alerts (resumes from saved state)."""
     from app import wiring
-    from detect.run import DetectRunner, RunConfig, describe, load_rules_file
+    from detect.run import DetectRunner, RunConfig, describe, load_rules_file, state_file
+    from detect.sharding import Shard
     from warroom.timeparse import parse_time
 
     settings = settings_of(ctx)
     store, _ = wiring.migrated_store(settings)
+    shard = Shard.parse(settings.detect_shard)
     runner = DetectRunner(
-        store, settings.home / "state" / "detect.json", RunConfig(step_s=step, rules=load_rules_file(rules))
+        store,
+        state_file(settings.home, shard),
+        RunConfig(step_s=step, rules=load_rules_file(rules), shard=shard),
     )
     result = runner.run(parse_time(start), parse_time(end))
     if as_json:
@@ -290,7 +294,8 @@ def detect_run(
         click.echo(
             f"{alert.starts_at:%Y-%m-%d %H:%M} {alert.severity.value:<8} {alert.service:<16} {alert.title}"
         )
-    click.echo(f"{len(result.opened)} alert(s) opened over {result.series} series", err=True)
+    skipped = f" (shard {shard}: {result.not_owned} series left to other shards)" if shard.sharded else ""
+    click.echo(f"{len(result.opened)} alert(s) opened over {result.series} series{skipped}", err=True)
 
 
 @detect.command("watch")
@@ -300,13 +305,17 @@ def detect_run(
 def detect_watch(ctx: click.Context, step: int, rules: Path | None) -> None:
     """Run detection every step on the newest complete step, until SIGTERM/SIGINT."""
     from app import wiring
-    from detect.run import DetectRunner, RunConfig, load_rules_file, watch
+    from detect.run import DetectRunner, RunConfig, load_rules_file, state_file, watch
+    from detect.sharding import Shard
 
     settings = settings_of(ctx)
     stop = _stop_on_signals()
     store, _ = wiring.migrated_store(settings, stop)
+    shard = Shard.parse(settings.detect_shard)
     runner = DetectRunner(
-        store, settings.home / "state" / "detect.json", RunConfig(step_s=step, rules=load_rules_file(rules))
+        store,
+        state_file(settings.home, shard),
+        RunConfig(step_s=step, rules=load_rules_file(rules), shard=shard),
     )
     watch(
         runner,

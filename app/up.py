@@ -218,18 +218,21 @@ class IngestService(Service):
 
 class DetectService(Service):
     """The ``warroom detect watch`` loop: every step, detection over the newest complete step,
-    resuming from the state file after a restart (``$WARROOM_HOME/state/detect.json``)."""
+    resuming from the state file after a restart (``$WARROOM_HOME/state/detect.json``, or
+    ``detect-IofN.json`` for shard ``WARROOM_DETECT_SHARD=I/N``)."""
 
     name = "detect"
 
     def run(self) -> None:
-        from detect.run import DetectRunner, RunConfig, load_rules_file, watch
+        from detect.run import DetectRunner, RunConfig, load_rules_file, state_file, watch
+        from detect.sharding import Shard
 
         step, stop = self.options.detect_step, self.shared.stop
+        shard = Shard.parse(self.shared.settings.detect_shard)
         runner = DetectRunner(
             self.shared.store,
-            self.shared.settings.home / "state" / "detect.json",
-            RunConfig(step_s=step, rules=load_rules_file(self.options.rules)),
+            state_file(self.shared.settings.home, shard),
+            RunConfig(step_s=step, rules=load_rules_file(self.options.rules), shard=shard),
         )
         watch(runner, stop, step, _log_opened)
 

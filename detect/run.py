@@ -8,6 +8,14 @@ runs :func:`detect.alerting.detect_series`, attaches exemplar trace ids and log 
 alert, and writes alerts. All state — detectors, hysteresis, template miner, the last processed
 step — is saved as versioned JSON after every run, so runs resume where the previous one stopped
 and ``watch`` is simply a run per step.
+
+**Shards** (:mod:`detect.sharding`). With ``RunConfig.shard`` = ``I/N`` a runner drops the series
+its shard does not own right after building them (metric, log and template series alike), before
+any detector sees them, so its state only ever holds owned series and N runners over the same store
+score every series exactly once. Each shard needs its own state file; choosing it is the caller's
+job (:func:`state_file`). Log-template mining is not sharded: every shard mines the window's logs
+(template ids are needed for the template series of its services) and writes the same rows to the
+idempotent template side tables.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from detect.ml import MlConfig
 from detect.rules import RuleSet, load_rules
 from detect.series import fetch_series
 from detect.series_common import SeriesLimits
+from detect.sharding import Shard
 from warroom import alerts as alert_store
 from warroom import schema as s
 from warroom.clickhouse import ClickHouse
@@ -80,6 +89,7 @@ class RunConfig:
     max_log_lines: int = 200_000
     template_top_n: int = 200
     template_warmup: timedelta = timedelta(minutes=30)  # templates seen first after this are "new"
+    shard: Shard = Shard(0, 1)  # score only the series this shard owns; 0/1 owns them all
 
 
 @dataclass
@@ -91,6 +101,8 @@ class RunResult:
     written: int
     templates: int
     new_templates: int
+    not_owned: int = 0  # series skipped because another shard owns them
+    keys: tuple[SeriesKey, ...] = ()  # the series scored by this run, in scoring order
 
 
 class DetectRunner:
@@ -117,6 +129,14 @@ class DetectRunner:
             ) from exc
         if payload.get("format") != STATE_FORMAT:
             raise InputError(f"detection state {self.state_path}: unknown format {payload.get('format')!r}")
+        saved_shard = payload.get("shard", "0/1")  # states from before sharding were unsharded
+        if saved_shard != str(self.config.shard):
+            # Another shard's (or another N's) series and models: resuming from it would score
+            # series this shard does not own and miss the ones it does.
+            raise InputError(
+                f"detection state {self.state_path} belongs to shard {saved_shard}, not {self.config.shard}",
+                reason="wrong_shard",
+            )
         state = DetectState.from_json(json.dumps(payload["alerting"]), slos=self.config.rules.slos)
         miner = TemplateMiner.loads(payload["templates"].encode())
         known = set(payload.get("known_templates", []))
@@ -127,6 +147,7 @@ class DetectRunner:
         payload = {
             "format": STATE_FORMAT,
             "kind": "warroom.detect.run",
+            "shard": str(self.config.shard),
             "last_end": self.last_end,
             "alerting": json.loads(self.state.to_json()),
             "templates": self.miner.dumps().decode(),
@@ -152,7 +173,8 @@ class DetectRunner:
         fetch_start = start - self.config.history
         series, report = fetch_series(self.store, fetch_start, end, step, self.config.limits)
         template_series, new_templates = self._template_series(fetch_start, end, start)
-        series = series + template_series
+        # Shard filter first: no detector, and so no saved state, ever sees another shard's series.
+        series, not_owned = self.config.shard.split(series + template_series)
         resource = self._resource(fetch_start, end)
         result = detect_series(
             series, rules=self.config.rules, state=self.state, policy=self.config.policy, resource=resource
@@ -175,9 +197,21 @@ class DetectRunner:
                 "opened": len(opened),
                 "written": written,
                 "dropped_series": report.dropped_total,
+                "shard": str(self.config.shard),
+                "not_owned_series": not_owned,
             },
         )
-        return RunResult(start, end, len(series), opened, written, len(self.miner), len(new_templates))
+        return RunResult(
+            start,
+            end,
+            len(series),
+            opened,
+            written,
+            len(self.miner),
+            len(new_templates),
+            not_owned,
+            tuple(s.key for s in series),
+        )
 
     # -- log templates -----------------------------------------------------------------------
 
@@ -314,6 +348,15 @@ def _floor(when: datetime, step: int) -> datetime:
     return datetime.fromtimestamp(int(when.timestamp()) // step * step, tz=UTC)
 
 
+def state_file(home: Path, shard: Shard) -> Path:
+    """Where a runner of ``shard`` keeps its state under ``home``: ``state/detect.json`` unsharded
+    (unchanged, so existing installs resume), ``state/detect-0of2.json`` otherwise — shards sharing
+    one home must never share (and overwrite) each other's state, and a different N is a fresh
+    split whose state must not be mixed with the old one's."""
+    name = f"detect-{shard.tag}.json" if shard.sharded else "detect.json"
+    return home / "state" / name
+
+
 def load_rules_file(path: Path | None) -> RuleSet:
     return load_rules(path) if path else RuleSet()
 
@@ -327,6 +370,7 @@ def describe(result: RunResult) -> dict[str, Any]:
         "alert_rows_written": result.written,
         "log_templates": result.templates,
         "new_log_templates": result.new_templates,
+        "not_owned_series": result.not_owned,
     }
 
 

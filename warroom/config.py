@@ -117,6 +117,34 @@ def _bootstrap(value: Any) -> str | None:
     return None
 
 
+def parse_shard(text: Any) -> tuple[int, int]:
+    """``"I/N"`` → ``(I, N)`` with ``N >= 1`` and ``0 <= I < N``; :class:`ValueError` otherwise.
+
+    Lives here (not in ``detect.sharding``) because the core validates settings at start-up and
+    must not import a stage; :class:`detect.sharding.Shard` uses it too, so both agree.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"expected text like 0/2 (shard index / shard count), got {text!r}")
+    index_text, slash, count_text = text.strip().partition("/")
+    try:
+        if not slash:
+            raise ValueError
+        index, count = int(index_text.strip()), int(count_text.strip())
+    except ValueError:
+        raise ValueError(f"expected I/N like 0/2 (shard index / shard count), got {text!r}") from None
+    if count < 1:
+        raise ValueError(f"shard count must be 1 or more, got {count}")
+    if not 0 <= index < count:
+        raise ValueError(f"shard index must be in 0…{count - 1} for {count} shard(s), got {index}")
+    return index, count
+
+
+def _parse_shard_setting(raw: Any) -> str:
+    """The setting keeps the normalised text (``" 1 / 2"`` → ``"1/2"``), shown as is by ``config``."""
+    index, count = parse_shard(_parse_str(raw))
+    return f"{index}/{count}"
+
+
 def _log_level(value: Any) -> str | None:
     levels = ("DEBUG", "INFO", "WARNING", "ERROR")
     return None if value.upper() in levels else f"must be one of {', '.join(levels)}"
@@ -248,6 +276,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Fires of one alert within the flap window that mark it flapping: held open, no new page.",
         _positive,
     ),
+    Setting(
+        "detect_shard",
+        _parse_shard_setting,
+        "0/1",
+        "This detect worker's shard `I/N` (0 ≤ I < N): it scores only the series whose service hashes "
+        "(SHA-256, stable across processes and restarts) to I mod N, so N workers score every series "
+        "exactly once; `0/1` scores everything. With N > 1 the state file is `state/detect-IofN.json`.",
+    ),
     Setting("api_host", _parse_str, "127.0.0.1", "Address `warroom serve` listens on."),
     Setting("api_port", _parse_int, 8480, "Port `warroom serve` listens on.", _positive),
     Setting(
@@ -330,6 +366,7 @@ class Settings:
     incident_reopen_s: int
     flap_window_s: int
     flap_threshold: int
+    detect_shard: str
     api_host: str
     api_port: int
     intake_max_bytes: int
