@@ -34,7 +34,7 @@ from typing import Any
 import click
 
 from app import pipeline, summaries, wiring
-from summarize import digest, evidence, grounding
+from summarize import digest, grounding
 from summarize.model import FaultKind, Summary
 from warroom.alert_json import time_from_text
 from warroom.config import Settings
@@ -182,7 +182,7 @@ def _score(
 ) -> Scored:
     began = time.perf_counter()
     alerts = summaries.incident_alerts(store, incident, now)
-    pack = evidence.collect(store, incident, alerts, timeline=done.incidents.events(incident.id), now=now)
+    pack = summaries.evidence_pack(store, done.incidents, incident.id, now, alerts=alerts)
     summary = digest.build(pack)
     seconds = time.perf_counter() - began
     statements = list(summary.claims())

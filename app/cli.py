@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 
 import click
 
+from app.cli_context import settings_of
 from warroom import logs
-from warroom.config import Settings, load_settings
+from warroom.config import load_settings
 from warroom.errors import InputError, WarroomError
 from warroom.retry import Stopped
 
@@ -36,12 +37,6 @@ class WarroomGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)
-    return settings
 
 
 @click.group(cls=WarroomGroup)

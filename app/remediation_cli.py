@@ -10,14 +10,13 @@ This module does not import :mod:`app.cli` (which registers it), so either may b
 
 from __future__ import annotations
 
-import getpass
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from warroom.config import Settings
+from app.cli_context import ACTOR_OPTION, actor_of, settings_of
 from warroom.errors import InputError
 
 if TYPE_CHECKING:  # imported where used: `warroom --help` should not pay for SQLAlchemy and httpx
@@ -30,31 +29,19 @@ STATES = ("proposed", "approved", "rejected", "expired", "executing", "succeeded
 """The values of :class:`summarize.approval.State`, spelled out for ``--state`` (a test keeps them equal)."""
 
 
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
 def _when(at: datetime) -> str:
     return at.isoformat(timespec="seconds")
-
-
-def _actor(ctx: click.Context, given: str | None) -> str:
-    return given or _settings(ctx).actor or getpass.getuser()
 
 
 def _approvals(ctx: click.Context) -> Approvals:
     from app import wiring
     from summarize.approval import Approvals
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     return Approvals.from_settings(wiring.state_db(settings), settings, wiring.catalog(settings))
 
 
-_ACTOR = click.option(
-    "--actor", default=None, help="Who does this (default: WARROOM_ACTOR, else the login name)."
-)
+_ACTOR = ACTOR_OPTION
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
@@ -175,7 +162,7 @@ def propose_cmd(
     from summarize.model import Remediation
 
     remedy = Remediation(action, _params(pairs), reason, tuple(evidence), source="manual")
-    p = _approvals(ctx).propose(incident_id, remedy, _actor(ctx, actor), source="manual")
+    p = _approvals(ctx).propose(incident_id, remedy, actor_of(ctx, actor), source="manual")
     if as_json:
         click.echo(json.dumps(p.to_json()))
         return
@@ -191,7 +178,7 @@ def propose_cmd(
 @click.pass_context
 def approve_cmd(ctx: click.Context, proposal_id: str, reason: str, actor: str | None) -> None:
     """Approve a proposal (not your own; high risk needs a second approver)."""
-    p = _approvals(ctx).approve(proposal_id, _actor(ctx, actor), reason)
+    p = _approvals(ctx).approve(proposal_id, actor_of(ctx, actor), reason)
     if p.state == "approved":
         click.echo(f"{p.id} approved by {', '.join(p.approvers)}: ready to execute")
     else:
@@ -205,7 +192,7 @@ def approve_cmd(ctx: click.Context, proposal_id: str, reason: str, actor: str | 
 @click.pass_context
 def reject_cmd(ctx: click.Context, proposal_id: str, reason: str, actor: str | None) -> None:
     """Reject a proposal (before it runs)."""
-    p = _approvals(ctx).reject(proposal_id, _actor(ctx, actor), reason)
+    p = _approvals(ctx).reject(proposal_id, actor_of(ctx, actor), reason)
     click.echo(f"{p.id} rejected by {p.decided_by}")
 
 
@@ -215,7 +202,7 @@ def reject_cmd(ctx: click.Context, proposal_id: str, reason: str, actor: str | N
 @click.pass_context
 def execute_cmd(ctx: click.Context, proposal_id: str, actor: str | None) -> None:
     """Run an approved proposal (exactly once); exit 1 if the action itself failed."""
-    p = _approvals(ctx).execute(proposal_id, _actor(ctx, actor))
+    p = _approvals(ctx).execute(proposal_id, actor_of(ctx, actor))
     assert p.result is not None
     click.echo(f"{p.id} {p.state.value}: {p.result.detail}")
     for text in p.result.output.splitlines():
@@ -257,7 +244,7 @@ def catalog_cmd(ctx: click.Context, as_json: bool, actor: str | None) -> None:
     """The catalog's actions with their parameters, risk and executor."""
     from app import wiring
 
-    catalog = wiring.catalog(_settings(ctx))
+    catalog = wiring.catalog(settings_of(ctx))
     if as_json:
         click.echo(json.dumps(catalog.to_json()))
         return

@@ -8,8 +8,10 @@ and the demo all produce the same result.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from app import wiring
 from correlate.store import IncidentStore
@@ -54,14 +56,22 @@ def incident_alerts(store: ClickHouse, incident: Incident, until: datetime) -> l
 
 
 def evidence_pack(
-    store: ClickHouse, incidents: IncidentStore, incident_id: str, now: datetime
+    store: ClickHouse,
+    incidents: IncidentStore,
+    incident_id: str,
+    now: datetime,
+    *,
+    alerts: Sequence[Alert] | None = None,
+    events: Sequence[Mapping[str, Any]] | None = None,
 ) -> EvidencePack:
+    """The incident's evidence; ``alerts`` / ``events`` when the caller has already read them
+    (the console shows them too), else read here."""
     incident = incidents.get(incident_id)
     return evidence.collect(
         store,
         incident,
-        incident_alerts(store, incident, now),
-        timeline=incidents.events(incident_id),
+        incident_alerts(store, incident, now) if alerts is None else alerts,
+        timeline=incidents.events(incident_id) if events is None else events,
         now=now,
     )
 

@@ -10,13 +10,12 @@ This module does not import :mod:`app.cli` (which registers it), so either may b
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import TYPE_CHECKING
 
 import click
 
-from warroom.config import Settings
+from app.cli_context import ACTOR_OPTION, actor_of, settings_of
 
 if TYPE_CHECKING:  # imported where used: `warroom --help` should not pay for SQLAlchemy
     from warroom.statedb import StateDB
@@ -27,26 +26,14 @@ ROLE_NAMES = ("viewer", "responder", "approver", "admin")
 """:data:`app.auth.ROLES`, spelled out so ``--help`` needs no database modules (a test keeps them equal)."""
 
 _ROLE = click.Choice(ROLE_NAMES)
-_ACTOR = click.option(
-    "--actor", default=None, help="Who does this (default: WARROOM_ACTOR, else the login name)."
-)
+_ACTOR = ACTOR_OPTION
 _ONCE = "This token will not be shown again: store it now (e.g. in Alertmanager's http_config)."
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
-def _actor(ctx: click.Context, given: str | None) -> str:
-    return given or _settings(ctx).actor or getpass.getuser()
 
 
 def _db(ctx: click.Context) -> StateDB:
     from app import wiring
 
-    return wiring.state_db(_settings(ctx))
+    return wiring.state_db(settings_of(ctx))
 
 
 def _show_token(token: str, what: str) -> None:
@@ -70,7 +57,7 @@ def add_cmd(ctx: click.Context, name: str, role: str, actor: str | None) -> None
     """Create user NAME with --role; prints its API token once."""
     from app import auth
 
-    token = auth.add_user(_db(ctx), name, role, _actor(ctx, actor))
+    token = auth.add_user(_db(ctx), name, role, actor_of(ctx, actor))
     _show_token(token, f"created {name} ({role}); API token:")
 
 
@@ -100,7 +87,7 @@ def token_cmd(ctx: click.Context, name: str, role: str | None, actor: str | None
     """Give NAME a new token (the old one stops working; a revoked user is active again)."""
     from app import auth
 
-    token = auth.rotate(_db(ctx), name, _actor(ctx, actor), role)
+    token = auth.rotate(_db(ctx), name, actor_of(ctx, actor), role)
     _show_token(token, f"new API token for {name}" + (f" (now {role})" if role else "") + ":")
 
 
@@ -112,5 +99,5 @@ def revoke_cmd(ctx: click.Context, name: str, actor: str | None) -> None:
     """Revoke NAME's token at once (`warroom users token NAME` issues a new one)."""
     from app import auth
 
-    auth.revoke(_db(ctx), name, _actor(ctx, actor))
+    auth.revoke(_db(ctx), name, actor_of(ctx, actor))
     click.echo(f"revoked {name}")

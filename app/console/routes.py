@@ -37,9 +37,9 @@ from starlette.responses import Response
 
 from app.console.servicemap import layout
 from app.console.web import Console, Posted, Visit, console_route_class, local_path
-from app.summaries import incident_alerts, period_digest
+from app.summaries import evidence_pack, incident_alerts, period_digest
 from correlate.topology import load_latest
-from summarize import digest, evidence
+from summarize import digest
 from summarize.approval import Approvals, Proposal, State
 from summarize.charts import line_chart
 from summarize.model import Claim, EvidenceItem, Hypothesis, Summary
@@ -247,8 +247,7 @@ def console_router(console: Console) -> APIRouter:
         found = ctx.incidents.get(incident_id)
         events = ctx.incidents.events(incident_id)
         members = incident_alerts(ctx.store, found, now)
-        # The same pack app.summaries.evidence_pack builds, from the alerts already read.
-        pack = evidence.collect(ctx.store, found, members, timeline=events, now=now)
+        pack = evidence_pack(ctx.store, ctx.incidents, incident_id, now, alerts=members, events=events)
         summary = digest.build(pack, ctx.catalog)
         charts, key_series = _charts(summary)
         approvals = ctx.approvals()
