@@ -350,7 +350,7 @@ def _summarize(settings: Settings, store: ClickHouse, done: pipeline.Correlated,
     """Summarise every incident as ``warroom summarize`` would (evidence, digest, proposals), and
     write the period's SRE digest as ``warroom digest`` would."""
     from app import summaries
-    from summarize.render import render, render_period
+    from summarize.render import render_period
 
     start, end = pipeline.window(truth)
     _step(7, "warroom summarize (evidence pack → digest citing it → remediations awaiting approval)")
@@ -364,9 +364,7 @@ def _summarize(settings: Settings, store: ClickHouse, done: pipeline.Correlated,
             run = summaries.summarize_incident(
                 settings, store, done.state, done.incidents, incident.id, now=end
             )
-            page = out / f"{incident.id}.html"
-            page.write_text(render(run.summary, "html"), encoding="utf-8")
-            (out / f"{incident.id}.md").write_text(render(run.summary, "md"), encoding="utf-8")
+            page = summaries.write_pages(run.summary, out)
             top = run.summary.hypotheses[0] if run.summary.hypotheses else None
             said = "no probable cause"
             if top is not None:

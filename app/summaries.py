@@ -8,9 +8,11 @@ and the demo all produce the same result.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from app import wiring
@@ -29,7 +31,14 @@ from warroom.incident import Incident
 from warroom.model import Alert
 from warroom.statedb import StateDB
 
-__all__ = ["SummaryRun", "evidence_pack", "incident_alerts", "period_digest", "summarize_incident"]
+__all__ = [
+    "SummaryRun",
+    "evidence_pack",
+    "incident_alerts",
+    "period_digest",
+    "summarize_incident",
+    "write_pages",
+]
 
 log = logging.getLogger("warroom.summarize")
 
@@ -159,3 +168,23 @@ def period_digest(
     ]
     events = {i.id: incidents.events(i.id) for i in chosen}
     return build_period(chosen, events, alert_table.read(store, start, now), start=start, end=now)
+
+
+def write_pages(summary: Summary, folder: Path) -> Path:
+    """The summary as ``<incident>.html`` and ``.md`` in ``folder`` (each written whole: a reader —
+    the console, a person — never sees half a file); returns the HTML page's path."""
+    from summarize.render import render
+
+    folder.mkdir(parents=True, exist_ok=True)
+    page = folder / f"{summary.pack.incident.id}.html"
+    write_atomic(page, render(summary, "html"))
+    write_atomic(page.with_suffix(".md"), render(summary, "md"))
+    return page
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary name beside ``path``, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

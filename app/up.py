@@ -301,18 +301,19 @@ class SummarizeService(Service):
         self.done = dict(payload.get("done", {}))
 
     def save(self) -> None:
+        from app.summaries import write_atomic
+
         payload = {
             "format": SUMMARIZE_STATE_FORMAT,
             "kind": "warroom.up.summarize",
             "last_pass": self.last_pass.isoformat() if self.last_pass else None,
             "done": self.done,
         }
-        _write_atomic(self.state_path, json.dumps(payload, indent=1))
+        write_atomic(self.state_path, json.dumps(payload, indent=1))
 
     def pass_once(self) -> list[str]:
         """One pass; returns the ids it summarised."""
         from app import summaries
-        from summarize.render import render
 
         settings, state = self.shared.settings, self.shared.state()
         incidents = wiring.incident_store(settings, state, lambda: None)  # reads only: no topology
@@ -335,8 +336,7 @@ class SummarizeService(Service):
                     continue  # an outage: try again next pass
                 self.done[incident.id] = version  # deterministic: again only when the incident changes
                 continue
-            _write_atomic(self.out / f"{incident.id}.html", render(result.summary, "html"))
-            _write_atomic(self.out / f"{incident.id}.md", render(result.summary, "md"))
+            summaries.write_pages(result.summary, self.out)
             self.done[incident.id] = version
             summarised.append(incident.id)
             log.info(
@@ -419,7 +419,6 @@ def run(
             on_ready(options.only, api.url if api else None)
         while not stop.wait(0.5):  # a timed wait, so signal handlers run promptly in this thread
             pass
-        shared.wake.set()  # the correlator sleeps on this one between polls, not on ``stop``
         deadline = time.monotonic() + options.join_timeout
         for service in reversed(services):  # the API first: no new requests while the rest stops
             if not service.join(deadline - time.monotonic()):
@@ -436,11 +435,3 @@ def run(
         if isinstance(first.error, WarroomError):
             error.exit_code = first.error.exit_code
         raise error from first.error
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Readers (the console, a person) never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
