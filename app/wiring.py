@@ -56,7 +56,7 @@ def migrations() -> list[Migration]:
 def store(settings: Settings) -> ClickHouse:
     if settings.clickhouse_dsn.startswith("chdb://"):
         settings.home.mkdir(parents=True, exist_ok=True)
-    return ClickHouse(settings.clickhouse_dsn, settings.clickhouse_database)
+    return ClickHouse(settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_cluster)
 
 
 def schema_options(settings: Settings) -> SchemaOptions:

@@ -373,7 +373,7 @@ def build_topology(
 # One row per edge, one per node (Kind 'service'), and one marker row (Kind 'snapshot') so that
 # an empty topology is a snapshot too. A snapshot is (SnapshotAt = window end, SavedAt).
 _DDL = """
-CREATE TABLE IF NOT EXISTS {table} (
+CREATE TABLE IF NOT EXISTS {db}.{table} {on_cluster} (
     SnapshotAt DateTime64(6, 'UTC'),
     SavedAt DateTime64(6, 'UTC'),
     WindowStart DateTime64(6, 'UTC'),
@@ -384,7 +384,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     RatePerS Float64,
     ErrorRatio Float64,
     P95Ms Float64
-) ENGINE = MergeTree
+) ENGINE = {engine}
 PARTITION BY toYYYYMM(SnapshotAt)
 ORDER BY (SnapshotAt, SavedAt, Caller, Callee, Kind)
 """
@@ -404,8 +404,12 @@ _COLUMNS = (
 _SNAPSHOT, _SERVICE = "snapshot", "service"
 
 
+#: Small and read whole per snapshot: one shard on a cluster (see :data:`warroom.schema.ONE_SHARD`).
+_SPEC = schema.TableSpec(TOPOLOGY_TABLE, _DDL)
+
+
 def _create(store: ClickHouse, opts: SchemaOptions) -> None:
-    store.command(_DDL.format(table=store.table(TOPOLOGY_TABLE)))
+    schema.create_table(store, opts, _SPEC)
 
 
 MIGRATION = Migration(300, "correlate topology snapshots", _create)

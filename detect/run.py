@@ -51,28 +51,39 @@ STATE_FORMAT = 1
 TEMPLATE_IDS = "warroom_log_template_ids"
 TEMPLATES = "warroom_log_templates"
 
-_TEMPLATE_DDL = """
-CREATE TABLE IF NOT EXISTS {ids} (
+_TEMPLATE_IDS_DDL = """
+CREATE TABLE IF NOT EXISTS {db}.{table} {on_cluster} (
     BodyHash UInt64,
     ServiceName LowCardinality(String),
     TemplateId String,
     Seen DateTime64(3)
-) ENGINE = ReplacingMergeTree(Seen) ORDER BY (BodyHash, ServiceName);
-CREATE TABLE IF NOT EXISTS {templates} (
+) ENGINE = {engine} ORDER BY (BodyHash, ServiceName)
+"""
+_TEMPLATES_DDL = """
+CREATE TABLE IF NOT EXISTS {db}.{table} {on_cluster} (
     TemplateId String,
     ServiceName LowCardinality(String),
     Template String,
     FirstSeen DateTime64(3),
     Seen DateTime64(3)
-) ENGINE = ReplacingMergeTree(Seen) ORDER BY (TemplateId, ServiceName)
+) ENGINE = {engine} ORDER BY (TemplateId, ServiceName)
 """
+#: On a cluster: one row per distinct log body can grow large, so ids are spread by their sort key
+#: (every version of a row meets on one shard for ``FINAL``); templates are few, on one shard.
+_TEMPLATE_SPECS = (
+    s.TableSpec(
+        TEMPLATE_IDS,
+        _TEMPLATE_IDS_DDL,
+        engine="ReplacingMergeTree(Seen)",
+        shard_key="cityHash64(BodyHash, ServiceName)",
+    ),
+    s.TableSpec(TEMPLATES, _TEMPLATES_DDL, engine="ReplacingMergeTree(Seen)"),
+)
 
 
 def _create_template_tables(store: ClickHouse, opts: s.SchemaOptions) -> None:
-    for statement in _TEMPLATE_DDL.format(
-        ids=store.table(TEMPLATE_IDS), templates=store.table(TEMPLATES)
-    ).split(";"):
-        store.command(statement)
+    for spec in _TEMPLATE_SPECS:
+        s.create_table(store, opts, spec)
 
 
 MIGRATION = s.Migration(200, "log template side tables", _create_template_tables)

@@ -344,14 +344,11 @@ def _points(kind: str) -> str:
     }[kind]
     fields = {**common, **per_kind}
     elements = _point_elements()
-    values = ", ".join(fields.get(name, f"defaultValueOfTypeName({_literal(ch)})") for name, ch in elements)
+    values = ", ".join(
+        fields.get(name, f"defaultValueOfTypeName({s.sql_string(ch)})") for name, ch in elements
+    )
     tuple_type = "Tuple(" + ", ".join(f"{name} {ch}" for name, ch in elements) + ")"
-    return f"arrayMap(p -> CAST(tuple({values}), {_literal(tuple_type)}), m.{kind}.data_points)"
-
-
-def _literal(text: str) -> str:
-    """A SQL string literal (for type names, which carry quoted enum labels)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"arrayMap(p -> CAST(tuple({values}), {s.sql_string(tuple_type)}), m.{kind}.data_points)"
 
 
 _METRIC_KINDS = (
@@ -426,26 +423,27 @@ def _metrics() -> list[Flattening]:
     return [Flattening("points", "metrics", source, reason, columns, item, target=POINTS)]
 
 
-def _points_table(store: ClickHouse) -> str:
-    """The intermediate table's DDL: every metric table's columns plus ``Kind``."""
+def _points_table(store: ClickHouse, opts: s.SchemaOptions) -> str:
+    """The intermediate table's DDL: every metric table's columns plus ``Kind``.
+
+    Types come from the metric tables' declared DDL (not the server), so the statement can be
+    printed before the tables exist.
+    """
     types: dict[str, str] = {"Kind": "LowCardinality(String)"}
     for _, table in _METRIC_KINDS:
-        for name, ch_type in store.rows(
-            "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String}",
-            {"d": store.database, "t": table},
-        ):
+        for name, ch_type in s.declared_types(table).items():
             if name in s.COLUMNS[table]:
                 types.setdefault(name, ch_type)
     columns = ", ".join(f"{ident(name)} {ch_type}" for name, ch_type in types.items())
-    return f"CREATE TABLE IF NOT EXISTS {store.table(POINTS)} ({columns}) ENGINE = Null"
+    return f"CREATE TABLE IF NOT EXISTS {store.table(POINTS)}{s.on_cluster(opts)} ({columns}) ENGINE = Null"
 
 
-def _route_points(store: ClickHouse) -> None:
+def _route_points(store: ClickHouse, opts: s.SchemaOptions) -> None:
     for kind, table in _METRIC_KINDS:
         columns = ", ".join(ident(c) for c in s.COLUMNS[table])
         route = store.table("warroom_route_" + kind)
         store.command(
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {route} TO {store.table(table)} "
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {route}{s.on_cluster(opts)} TO {store.table(table)} "
             f"AS SELECT {columns} FROM {store.table(POINTS)} WHERE Kind = '{kind}'"
         )
 
@@ -458,7 +456,7 @@ def _res(prefix: str) -> str:
     return f"@RES:{prefix}@"
 
 
-def _mv_sql(store: ClickHouse, f: Flattening, dead: bool) -> str:
+def _mv_sql(store: ClickHouse, opts: s.SchemaOptions, f: Flattening, dead: bool) -> str:
     source = f.source.replace(_STAGING, store.table(_staging(f.signal)))
     for prefix in ("rs", "rl", "rm"):
         # Dead-letter views only need the service name; the full map is costly to plan.
@@ -485,23 +483,30 @@ def _mv_sql(store: ClickHouse, f: Flattening, dead: bool) -> str:
         target = f.target
         name = f"warroom_in_{f.name}"
     return (
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table(name)} TO {store.table(target)} "
-        f"AS SELECT {select} {source} WHERE {where}"
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table(name)}{s.on_cluster(opts)} "
+        f"TO {store.table(target)} AS SELECT {select} {source} WHERE {where}"
     )
 
 
 def create_staging(store: ClickHouse, opts: s.SchemaOptions) -> None:
-    """Migration: the staging tables and their flattening views."""
+    """Migration: the staging tables and their flattening views.
+
+    On a cluster they exist on every node (any node may take an insert) and the views write to the
+    Distributed tables, which route each row to its shard by the table's sharding key.
+    """
     for signal in ("traces", "logs", "metrics"):
         columns = ", ".join(f"{ident(name)} {ch_type}" for name, ch_type in view(signal).columns)
-        store.command(f"CREATE TABLE IF NOT EXISTS {store.table(_staging(signal))} ({columns}) ENGINE = Null")
-    store.command(_points_table(store))
-    _route_points(store)
+        store.command(
+            f"CREATE TABLE IF NOT EXISTS {store.table(_staging(signal))}{s.on_cluster(opts)} ({columns}) "
+            "ENGINE = Null"
+        )
+    store.command(_points_table(store, opts))
+    _route_points(store, opts)
     for f in flattenings():
         if f.main:
-            store.command(_mv_sql(store, f, dead=False))
+            store.command(_mv_sql(store, opts, f, dead=False))
         if f.dead:
-            store.command(_mv_sql(store, f, dead=True))
+            store.command(_mv_sql(store, opts, f, dead=True))
 
 
 MIGRATION = s.Migration(100, "ingest staging tables and flattening views", create_staging)

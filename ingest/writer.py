@@ -163,8 +163,8 @@ class NativeWriter:
     def _settings(self, signal: str, token: str) -> dict[str, object]:
         return {
             **self._schema_settings(signal),
+            **self.store.insert_settings(token),
             "input_format_protobuf_oneof_presence": 1,
-            "insert_deduplication_token": token,
             "deduplicate_blocks_in_dependent_materialized_views": 1,
             "output_format_json_escape_forward_slashes": 0,
         }

@@ -17,7 +17,7 @@ from typing import Any
 from warroom.clickhouse import ClickHouse, ident
 from warroom.errors import InputError
 from warroom.model import Alert, Evidence, Finding, Severity
-from warroom.schema import Migration, SchemaOptions
+from warroom.schema import Migration, SchemaOptions, TableSpec, alter_table, create_table
 
 ALERTS = "alerts"
 
@@ -39,7 +39,7 @@ COLUMNS = (
 )
 
 _DDL = """
-CREATE TABLE IF NOT EXISTS {table} (
+CREATE TABLE IF NOT EXISTS {db}.{table} {on_cluster} (
     Fingerprint String,
     StartsAt DateTime64(3),
     EndsAt Nullable(DateTime64(3)),
@@ -55,24 +55,25 @@ CREATE TABLE IF NOT EXISTS {table} (
     Findings String CODEC(ZSTD(1)),
     Evidence String CODEC(ZSTD(1)),
     InsertedAt DateTime64(3) DEFAULT now64(3)
-) ENGINE = ReplacingMergeTree(UpdatedAt)
+) ENGINE = {engine}
 PARTITION BY toYYYYMM(StartsAt)
 ORDER BY (Fingerprint, StartsAt)
 """
 
 
+#: Few rows, read with ``FINAL``: one shard on a cluster keeps every version of an alert together.
+_SPEC = TableSpec(ALERTS, _DDL, engine="ReplacingMergeTree(UpdatedAt)")
+
+
 def _create(store: ClickHouse, opts: SchemaOptions) -> None:
-    store.command(_DDL.format(table=store.table(ALERTS)))
+    create_table(store, opts, _SPEC)
 
 
 MIGRATION = Migration(3, "alerts", _create)
 
 
 def _add_inserted_at(store: ClickHouse, opts: SchemaOptions) -> None:
-    store.command(
-        f"ALTER TABLE {store.table(ALERTS)} "
-        "ADD COLUMN IF NOT EXISTS InsertedAt DateTime64(3) DEFAULT now64(3)"
-    )
+    alter_table(store, opts, ALERTS, "ADD COLUMN IF NOT EXISTS InsertedAt DateTime64(3) DEFAULT now64(3)")
 
 
 INSERTED_AT_MIGRATION = Migration(

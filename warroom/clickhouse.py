@@ -15,6 +15,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from warroom import failpoints
 from warroom.errors import StoreError
 
 _CLIENTS: dict[str, Any] = {}
@@ -51,7 +52,14 @@ def translate_error(exc: Exception, what: str) -> StoreError:
 
 
 def connect(dsn: str) -> Any:
-    """Return the process-wide clickhouse-connect client for ``dsn`` (created on first use)."""
+    """Return the process-wide clickhouse-connect client for ``dsn`` (created on first use).
+
+    Every statement gets its client here, so the ``store.unavailable`` outage point
+    (:mod:`warroom.failpoints`) fails them all, as a refused connection would.
+    """
+    if failpoints.down("store.unavailable"):
+        refused = "ClickHouse connect failed: Connection refused (failpoint store.unavailable)"
+        raise StoreError(refused, retryable=True)
     with _LOCK:
         client = _CLIENTS.get(dsn)
         if client is None:
@@ -77,12 +85,38 @@ def close_all() -> None:
         _CLIENTS.clear()
 
 
-class ClickHouse:
-    """A database-scoped handle: ``command``, ``rows`` and column-wise ``insert``."""
+#: Settings every INSERT carries on a cluster, where each table name is a ``Distributed`` table.
+#:
+#: * ``insert_distributed_sync`` (alias of ``distributed_foreground_insert`` since 23.x; the old name
+#:   works on every version): the INSERT returns only after every shard stored its rows, so a success
+#:   means the data is durable and the Kafka offset may be committed; the default (background) mode
+#:   acknowledges once the rows sit in a local spool, which a node loss would drop.
+#: * the deduplication token needs no extra setting: ``DistributedSink`` sends each shard its share
+#:   of the block as a remote INSERT that carries the query's settings (``RemoteSink(…, settings, …)``;
+#:   a local shard runs it with a copy of the query context), so every shard's Replicated table sees
+#:   the same ``insert_deduplication_token``. A replayed batch is split by the same deterministic
+#:   sharding key, so each shard receives the same rows under the same token and drops them.
+CLUSTER_INSERT_SETTINGS: dict[str, Any] = {"insert_distributed_sync": 1}
 
-    def __init__(self, dsn: str, database: str) -> None:
+#: Settings every query carries on a cluster. A query over a Distributed table with an ``IN``/``JOIN``
+#: subquery over another Distributed table is refused by default (``distributed_product_mode =
+#: 'deny'``); ``global`` runs the subquery once on the initiator and ships its result to the shards,
+#: which is correct whatever the sharding of the two tables.
+CLUSTER_QUERY_SETTINGS: dict[str, Any] = {"distributed_product_mode": "global"}
+
+
+class ClickHouse:
+    """A database-scoped handle: ``command``, ``rows`` and column-wise ``insert``.
+
+    ``cluster`` names the ClickHouse cluster the schema was migrated ``ON CLUSTER`` (empty: a single
+    node). Table names are unchanged either way (on a cluster they are Distributed tables); only the
+    settings above are added, here, so no reader or writer has to know.
+    """
+
+    def __init__(self, dsn: str, database: str, cluster: str = "") -> None:
         self.dsn = dsn
         self.database = database
+        self.cluster = cluster
 
     @property
     def client(self) -> Any:
@@ -94,13 +128,14 @@ class ClickHouse:
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         try:
-            return self.client.command(sql, parameters=dict(parameters or {}))
+            return self.client.command(sql, parameters=dict(parameters or {}), settings=self.query_settings())
         except Exception as exc:
             raise translate_error(exc, "command") from exc
 
     def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         try:
-            return list(self.client.query(sql, parameters=dict(parameters or {})).result_rows)
+            result = self.client.query(sql, parameters=dict(parameters or {}), settings=self.query_settings())
+            return list(result.result_rows)
         except Exception as exc:
             raise translate_error(exc, "query") from exc
 
@@ -111,6 +146,18 @@ class ClickHouse:
     def table(self, name: str) -> str:
         return f"{ident(self.database)}.{ident(name)}"
 
+    def query_settings(self) -> dict[str, Any]:
+        """Per-query settings: :data:`CLUSTER_QUERY_SETTINGS` on a cluster, none on a single node."""
+        return dict(CLUSTER_QUERY_SETTINGS) if self.cluster else {}
+
+    def insert_settings(self, token: str | None = None) -> dict[str, Any]:
+        """The settings of every INSERT: the deduplication ``token`` and, on a cluster,
+        :data:`CLUSTER_INSERT_SETTINGS`. Writers that bypass :meth:`insert` merge these in."""
+        settings: dict[str, Any] = dict(CLUSTER_INSERT_SETTINGS) if self.cluster else {}
+        if token is not None:
+            settings["insert_deduplication_token"] = token
+        return settings
+
     def insert(
         self,
         table: str,
@@ -120,15 +167,14 @@ class ClickHouse:
     ) -> int:
         """Insert column-oriented data; ``token`` makes a retried insert idempotent.
 
-        ClickHouse remembers the last ``non_replicated_deduplication_window`` tokens per table and
-        silently drops an insert whose token it has already seen, so a retry after a timeout or a
-        crash cannot duplicate rows.
+        ClickHouse remembers the last ``non_replicated_deduplication_window`` tokens per table (on a
+        cluster ``replicated_deduplication_window``, per local table and shard) and silently drops
+        an insert whose token it has already seen, so a retry after a timeout or a crash cannot
+        duplicate rows.
         """
         if not columns or not len(columns[0]):
             return 0
-        settings: dict[str, Any] = {}
-        if token is not None:
-            settings["insert_deduplication_token"] = token
+        settings = self.insert_settings(token)
         try:
             self.client.insert(
                 table,

@@ -15,15 +15,23 @@ tool written for the exporter read these tables unchanged:
 warroom's own tables (dead letters, the ingest ledger, the schema version) live beside them with a
 ``warroom_`` prefix. Migrations are append-only and idempotent: each is recorded in
 ``warroom_schema_migrations`` and ``CREATE … IF NOT EXISTS`` makes a re-run harmless.
+
+On a cluster (:attr:`SchemaOptions.cluster`) every table is created through :func:`table_ddl`: a
+Replicated ``<table>_local`` on every node behind a Distributed table with the original name, all
+``ON CLUSTER``, so no reader or writer changes (README "ClickHouse cluster"). Stages create their
+tables the same way, with a :class:`TableSpec`.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from warroom.clickhouse import ClickHouse, ident
+from warroom.errors import ConfigError
 
 TRACES = "otel_traces"
 TRACE_ID_TS = "otel_traces_trace_id_ts"
@@ -405,25 +413,73 @@ ORDER BY Version
 """
 
 
+# --- layout: single node, or Replicated local tables behind Distributed tables on a cluster ----------
+
+#: On a cluster, table ``T`` is a Distributed table over the Replicated table ``T`` + this suffix on
+#: every node, so every reader and writer keeps using ``T``.
+LOCAL_SUFFIX = "_local"
+
+#: Keeper path of a local table's replicas, ``{shard}``/``{database}`` being the server's macros (the
+#: ClickHouse convention); the local table's name is appended.
+REPLICA_PATH = "/clickhouse/tables/{shard}/{database}/"
+REPLICA_NAME = "{replica}"
+
+#: A constant sharding key sends every row to the first shard: for small state tables that are read
+#: whole or with ``FINAL`` (migrations, ledger, alerts, topology), where spreading buys nothing and one
+#: shard keeps every version of a row together.
+ONE_SHARD = "0"
+#: Spans of one trace on one shard: trace lookups and the parent/child joins stay shard-local, and
+#: ``otel_traces_trace_id_ts`` (filled by a view on each shard) sees every span of its traces.
+TRACE_SHARD_KEY = "cityHash64(TraceId)"
+#: Logs spread evenly even when one service is loud (a key of the service alone would pin it to one
+#: shard); both columns come from the record, so a replayed batch lands on the same shards.
+LOG_SHARD_KEY = "cityHash64(ServiceName, Timestamp)"
+#: One metric series (service, name, attributes — the sort key's identity) on one shard, so a series'
+#: points are read and merged together.
+METRIC_SHARD_KEY = "cityHash64(ServiceName, MetricName, Attributes)"
+#: Dead letters of one topic-partition together, like the ledger's view of it.
+DEAD_LETTER_SHARD_KEY = "cityHash64(Topic, Partition)"
+
+#: On a cluster, how long Keeper remembers an insert's deduplication token (ClickHouse's default is
+#: one hour). A batch is replayed after a crash or an outage, which can last longer; a week matches
+#: the single-node window, which has no time limit, for any realistic outage.
+REPLICATED_DEDUP_SECONDS = 7 * 24 * 3600
+
+_MERGE_TREE = re.compile(r"^(\w*)MergeTree(?:\((.*)\))?$", re.S)
+
+
 @dataclass(frozen=True, slots=True)
 class TableSpec:
+    """A table: its DDL template and how it is laid out on a cluster.
+
+    The template names the table ``{db}.{table} {on_cluster}``, its engine ``{engine}`` and may
+    place ``{ttl}`` and ``{dedup}`` (the deduplication window setting, after other SETTINGS).
+    ``engine`` is the single-node engine, any ``*MergeTree``; on a cluster it becomes the Replicated
+    variant with the same parameters. ``shard_key`` is the Distributed table's sharding key: it must
+    be computed from the row alone (a replayed batch must reach the same shards to be deduplicated)
+    and, for Replacing/Aggregating engines, from the sort key (versions of a row must meet).
+    """
+
     name: str
     ddl: str
-    ttl_column: str | None  # expression the retention TTL applies to; None: no telemetry TTL
+    ttl_column: str | None = None  # expression the retention TTL applies to; None: no telemetry TTL
     engine: str = "MergeTree"
-    dedup: bool = True
+    shard_key: str = ONE_SHARD
 
 
 TABLE_SPECS: tuple[TableSpec, ...] = (
-    TableSpec(TRACES, _TRACES_DDL, "toDateTime(Timestamp)"),
-    TableSpec(TRACE_ID_TS, _TRACE_ID_TS_DDL, "toDateTime(Start)"),
-    TableSpec(LOGS, _LOGS_DDL, "toDateTime(Timestamp)"),
-    TableSpec(GAUGE, _GAUGE_DDL, "TimeUnix"),
-    TableSpec(SUM, _SUM_DDL, "TimeUnix"),
-    TableSpec(HISTOGRAM, _HISTOGRAM_DDL, "TimeUnix"),
-    TableSpec(EXP_HISTOGRAM, _EXP_HISTOGRAM_DDL, "TimeUnix"),
-    TableSpec(SUMMARY, _SUMMARY_DDL, "TimeUnix"),
+    TableSpec(TRACES, _TRACES_DDL, "toDateTime(Timestamp)", shard_key=TRACE_SHARD_KEY),
+    TableSpec(TRACE_ID_TS, _TRACE_ID_TS_DDL, "toDateTime(Start)", shard_key=TRACE_SHARD_KEY),
+    TableSpec(LOGS, _LOGS_DDL, "toDateTime(Timestamp)", shard_key=LOG_SHARD_KEY),
+    TableSpec(GAUGE, _GAUGE_DDL, "TimeUnix", shard_key=METRIC_SHARD_KEY),
+    TableSpec(SUM, _SUM_DDL, "TimeUnix", shard_key=METRIC_SHARD_KEY),
+    TableSpec(HISTOGRAM, _HISTOGRAM_DDL, "TimeUnix", shard_key=METRIC_SHARD_KEY),
+    TableSpec(EXP_HISTOGRAM, _EXP_HISTOGRAM_DDL, "TimeUnix", shard_key=METRIC_SHARD_KEY),
+    TableSpec(SUMMARY, _SUMMARY_DDL, "TimeUnix", shard_key=METRIC_SHARD_KEY),
 )
+_DEAD_LETTERS_SPEC = TableSpec(DEAD_LETTERS, _DEAD_LETTERS_DDL, shard_key=DEAD_LETTER_SHARD_KEY)
+_LEDGER_SPEC = TableSpec(LEDGER, _LEDGER_DDL)
+_MIGRATIONS_SPEC = TableSpec(MIGRATIONS, _MIGRATIONS_DDL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,42 +489,133 @@ class SchemaOptions:
     cluster: str = ""
 
 
-def _render(template: str, store: ClickHouse, table: str, opts: SchemaOptions, **extra: str) -> str:
+def sql_string(text: str) -> str:
+    """A SQL string literal (type names, engine parameters: text with quotes or backslashes)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def on_cluster(opts: SchemaOptions) -> str:
+    """`` ON CLUSTER `name` `` on a cluster, '' on a single node."""
+    return f" ON CLUSTER {ident(opts.cluster)}" if opts.cluster else ""
+
+
+def local_name(table: str, opts: SchemaOptions) -> str:
+    """The table holding ``table``'s rows on this node: itself, or its Replicated local table."""
+    return table + LOCAL_SUFFIX if opts.cluster else table
+
+
+def replicated_engine(engine: str, local: str) -> str:
+    """``ReplacingMergeTree(v)`` → ``ReplicatedReplacingMergeTree('<path>/<local>', '{replica}', v)``."""
+    match = _MERGE_TREE.match(engine.strip())
+    if not match:
+        raise ValueError(f"only MergeTree engines can be replicated, not {engine!r}")
+    variant, params = match.group(1), (match.group(2) or "").strip()
+    args = [sql_string(REPLICA_PATH + local), sql_string(REPLICA_NAME)] + ([params] if params else [])
+    return f"Replicated{variant}MergeTree({', '.join(args)})"
+
+
+def table_ddl(database: str, opts: SchemaOptions, spec: TableSpec) -> list[str]:
+    """The statements creating ``spec``: one on a single node; on a cluster, the Replicated local
+    table then the Distributed table over it, both ``ON CLUSTER``."""
     ttl = ""
-    spec = next((s for s in TABLE_SPECS if s.name == table), None)
-    if spec and spec.ttl_column and opts.ttl_days > 0:
+    if spec.ttl_column and opts.ttl_days > 0:
         ttl = f"TTL {spec.ttl_column} + toIntervalDay({int(opts.ttl_days)})"
-    dedup = f", non_replicated_deduplication_window = {int(opts.dedup_window)}"
-    values = {
-        "db": ident(store.database),
-        "table": ident(table),
-        "on_cluster": f"ON CLUSTER {ident(opts.cluster)}" if opts.cluster else "",
-        "engine": "MergeTree",
-        "ttl": ttl,
-        "dedup": dedup,
-    }
-    values.update(extra)
-    return template.format(**values)
+    db, cluster = ident(database), opts.cluster
+    if not cluster:
+        dedup = f", non_replicated_deduplication_window = {int(opts.dedup_window)}"
+        return [
+            spec.ddl.format(
+                db=db, table=ident(spec.name), on_cluster="", engine=spec.engine, ttl=ttl, dedup=dedup
+            )
+        ]
+    local = local_name(spec.name, opts)
+    dedup = (
+        f", replicated_deduplication_window = {int(opts.dedup_window)}"
+        f", replicated_deduplication_window_seconds = {REPLICATED_DEDUP_SECONDS}"
+    )
+    engine = replicated_engine(spec.engine, local)
+    create_local = spec.ddl.format(
+        db=db, table=ident(local), on_cluster=on_cluster(opts).strip(), engine=engine, ttl=ttl, dedup=dedup
+    )
+    distributed = (
+        f"CREATE TABLE IF NOT EXISTS {db}.{ident(spec.name)}{on_cluster(opts)} AS {db}.{ident(local)}\n"
+        f"ENGINE = Distributed({sql_string(cluster)}, {sql_string(database)}, {sql_string(local)}, "
+        f"{spec.shard_key})"
+    )
+    return [create_local, distributed]
+
+
+def create_table(store: ClickHouse, opts: SchemaOptions, spec: TableSpec) -> None:
+    """Migration step: create ``spec`` (see :func:`table_ddl`)."""
+    for statement in table_ddl(store.database, opts, spec):
+        store.command(statement)
+
+
+def alter_table(store: ClickHouse, opts: SchemaOptions, table: str, change: str) -> None:
+    """``ALTER TABLE … <change>``: on a cluster, on the local table and then the Distributed one.
+
+    Column changes must reach both (the Distributed table has its own column list); data and TTL
+    changes only make sense on the local table — use :func:`alter_local` for those.
+    """
+    alter_local(store, opts, table, change)
+    if opts.cluster:
+        store.command(f"ALTER TABLE {store.table(table)}{on_cluster(opts)} {change}")
+
+
+def alter_local(store: ClickHouse, opts: SchemaOptions, table: str, change: str) -> None:
+    """``ALTER TABLE … <change>`` on the table storing the rows (TTL, settings, mutations)."""
+    store.command(f"ALTER TABLE {store.table(local_name(table, opts))}{on_cluster(opts)} {change}")
+
+
+def declared_types(table: str) -> dict[str, str]:
+    """Column → type as the telemetry table's DDL declares it, ``Nested`` columns flattened like
+    ``system.columns`` (``Exemplars.TimeUnix Array(DateTime)``).
+
+    Lets a migration derive one table's columns from another's without reading the server, so the
+    whole DDL can be printed before anything exists (``warroom db migrate --print-sql``). Reads plain
+    ``name Type [CODEC(…)]`` lines and ``Nested`` blocks, what the metric templates use; indexes
+    and quoted (materialized) columns are skipped.
+    """
+    spec = next(s for s in TABLE_SPECS if s.name == table)
+    types: dict[str, str] = {}
+    nested = ""
+    for line in spec.ddl.split("(", 1)[1].splitlines():
+        text = re.sub(r"\s+CODEC\(.*\)$", "", line.strip().rstrip(","))
+        if text.startswith(")"):
+            if not nested:
+                break  # the column list ends
+            nested = ""
+            continue
+        if not text or text.startswith(("INDEX ", "`", "MATERIALIZED ")):
+            continue
+        name, _, ch_type = text.partition(" ")
+        if re.fullmatch(r"Nested\s*\(", ch_type):
+            nested = name
+            continue
+        ch_type = "Bool" if ch_type == "Boolean" else ch_type
+        types[f"{nested}.{name}" if nested else name] = f"Array({ch_type})" if nested else ch_type
+    return types
 
 
 def _create_telemetry(store: ClickHouse, opts: SchemaOptions) -> None:
     for spec in TABLE_SPECS:
-        store.command(_render(spec.ddl, store, spec.name, opts))
+        create_table(store, opts, spec)
+    # On a cluster the view runs on every node, from and to the local tables: traces and their
+    # trace-id index share the sharding key, so each shard indexes exactly its own spans.
     store.command(
-        _render(
-            _TRACE_ID_TS_MV_DDL,
-            store,
-            TRACE_ID_TS,
-            opts,
+        _TRACE_ID_TS_MV_DDL.format(
+            db=ident(store.database),
             mv=ident(TRACE_ID_TS + "_mv"),
-            source=ident(TRACES),
+            on_cluster=on_cluster(opts).strip(),
+            table=ident(local_name(TRACE_ID_TS, opts)),
+            source=ident(local_name(TRACES, opts)),
         )
     )
 
 
 def _create_ingest_tables(store: ClickHouse, opts: SchemaOptions) -> None:
-    store.command(_render(_DEAD_LETTERS_DDL, store, DEAD_LETTERS, opts))
-    store.command(_render(_LEDGER_DDL, store, LEDGER, opts))
+    create_table(store, opts, _DEAD_LETTERS_SPEC)
+    create_table(store, opts, _LEDGER_SPEC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,6 +647,19 @@ def schema_version(store: ClickHouse) -> int:
     return max(versions) if versions else 0
 
 
+def _ordered(migrations: list[Migration] | None) -> list[Migration]:
+    migrations = MIGRATIONS_LIST if migrations is None else migrations
+    versions = [m.version for m in migrations]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration versions in {versions}")
+    return sorted(migrations, key=lambda m: m.version)
+
+
+def _bootstrap(store: ClickHouse, opts: SchemaOptions) -> None:
+    store.command(f"CREATE DATABASE IF NOT EXISTS {ident(store.database)}{on_cluster(opts)}")
+    create_table(store, opts, _MIGRATIONS_SPEC)
+
+
 def migrate(
     store: ClickHouse, opts: SchemaOptions, migrations: list[Migration] | None = None
 ) -> list[Migration]:
@@ -510,17 +670,17 @@ def migrate(
 
     Retention is reconciled on every run (``ALTER … MODIFY TTL`` / ``REMOVE TTL``) because the
     exporter's pitfall is that a TTL set only at CREATE time never follows a configuration change.
+
+    ``store.cluster`` must equal ``opts.cluster``: the bookkeeping rows are written through the
+    Distributed table and need the store's synchronous insert settings.
     """
-    on_cluster = f" ON CLUSTER {ident(opts.cluster)}" if opts.cluster else ""
-    store.command(f"CREATE DATABASE IF NOT EXISTS {ident(store.database)}{on_cluster}")
-    store.command(_render(_MIGRATIONS_DDL, store, MIGRATIONS, opts))
-    migrations = MIGRATIONS_LIST if migrations is None else migrations
-    versions = [m.version for m in migrations]
-    if len(set(versions)) != len(versions):
-        raise ValueError(f"duplicate migration versions in {versions}")
+    if store.cluster != opts.cluster:
+        raise ValueError(f"store cluster {store.cluster!r} differs from schema cluster {opts.cluster!r}")
+    _check_layout(store, opts)
+    _bootstrap(store, opts)
     done = applied_versions(store)
     applied: list[Migration] = []
-    for migration in sorted(migrations, key=lambda m: m.version):
+    for migration in _ordered(migrations):
         if migration.version in done:
             continue
         migration.apply(store, opts)
@@ -534,22 +694,64 @@ def migrate(
     return applied
 
 
+def _check_layout(store: ClickHouse, opts: SchemaOptions) -> None:
+    """Refuse to migrate a database laid out for the other mode.
+
+    ``CREATE … IF NOT EXISTS`` would silently keep the old tables (and the bookkeeping would say
+    nothing is pending), leaving single-node tables on a cluster or the reverse.
+    """
+    engine = store.scalar(
+        "SELECT engine FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": store.database, "t": MIGRATIONS},
+    )
+    if engine and (engine == "Distributed") != bool(opts.cluster):
+        was = "a cluster (Distributed tables)" if engine == "Distributed" else "a single node"
+        raise ConfigError(
+            "clickhouse_cluster",
+            f"database {store.database} was migrated for {was}; cluster {opts.cluster or '(none)'} does not "
+            "match (copy the data into a new database to change the layout)",
+        )
+
+
+class _Recorder(ClickHouse):
+    """A store that records statements instead of running them, and refuses reads."""
+
+    def __init__(self, database: str, cluster: str) -> None:
+        super().__init__("", database, cluster)
+        self.statements: list[str] = []
+
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        self.statements.append(sql.strip())
+
+    def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        raise RuntimeError("a migration that reads the server cannot be printed")
+
+
+def ddl(database: str, opts: SchemaOptions, migrations: list[Migration] | None = None) -> list[str]:
+    """Every statement :func:`migrate` runs on an empty server, in order, without connecting.
+
+    For review before ``warroom db migrate`` (``--print-sql``). Bookkeeping inserts and the TTL
+    reconciliation (a no-op on fresh tables, whose CREATE already carries the TTL) are left out.
+    """
+    recorder = _Recorder(database, opts.cluster)
+    _bootstrap(recorder, opts)
+    for migration in _ordered(migrations):
+        migration.apply(recorder, opts)
+    return recorder.statements
+
+
 def _reconcile_ttl(store: ClickHouse, opts: SchemaOptions) -> None:
-    on_cluster = f" ON CLUSTER {ident(opts.cluster)}" if opts.cluster else ""
     for spec in TABLE_SPECS:
         if not spec.ttl_column:
             continue
         create = store.scalar(
             "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-            {"db": store.database, "t": spec.name},
+            {"db": store.database, "t": local_name(spec.name, opts)},
         )
         has_ttl = " TTL " in (create or "")
         if opts.ttl_days > 0:
             wanted = f"toIntervalDay({int(opts.ttl_days)})"
             if wanted not in (create or ""):
-                store.command(
-                    f"ALTER TABLE {store.table(spec.name)}{on_cluster} MODIFY TTL "
-                    f"{spec.ttl_column} + {wanted}",
-                )
+                alter_local(store, opts, spec.name, f"MODIFY TTL {spec.ttl_column} + {wanted}")
         elif has_ttl:
-            store.command(f"ALTER TABLE {store.table(spec.name)}{on_cluster} REMOVE TTL")
+            alter_local(store, opts, spec.name, "REMOVE TTL")
