@@ -7,6 +7,10 @@ batch), so process start-up and consumer-group join are excluded, and per CPU-se
 workload (a fraction of it: the baseline is slow) goes through :mod:`ingest.baseline` in this
 process. Decode-only figures parse and flatten without Kafka or MergeTree writes. Every run checks
 that the rows stored equal the items produced.
+
+``--workers 1,2`` runs the end-to-end figure once per worker count, on the same records and the
+same partition count, and reports the speed-up: the scaling of ingest with processes on this
+machine, which the README's sizing section extrapolates from.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +184,12 @@ def _status(home: Path) -> dict[str, Any]:
 
 
 def _run_workers(
-    broker: LocalBroker, signal_name: str, payloads: list[bytes], workers: int, root: Path
+    broker: LocalBroker, signal_name: str, payloads: list[bytes], workers: int, root: Path, partitions: int
 ) -> dict:
     """The real worker(s) as separate processes; returns throughput over their busy window."""
     uid = uuid.uuid4().hex[:8]
     topics = {sig: f"bench-{sig}-{uid}" for sig in BUILDERS}
-    _produce(broker, topics[signal_name], payloads, partitions=max(2, 2 * workers))
+    _produce(broker, topics[signal_name], payloads, partitions=max(2, partitions))
     for sig, topic in topics.items():
         if sig != signal_name:
             broker.create_topics([topic])
@@ -332,9 +337,20 @@ def _baseline_decode(signal_name: str, payloads: list[bytes]) -> dict:
     return {"per_s": rows / (time.perf_counter() - started)}
 
 
-def run(spans: int, logs: int, points: int, baseline_fraction: float, workers: int, as_json: bool) -> dict:
+def run(
+    spans: int, logs: int, points: int, baseline_fraction: float, workers: Sequence[int], as_json: bool
+) -> dict:
+    """Run every signal end to end once per worker count in ``workers`` (e.g. ``(1, 2)``).
+
+    Each count gets a fresh topic and consumer group over the *same* payloads and partition count
+    (twice the largest count), so the figures differ only by the number of processes and the
+    scaling factor is a like-for-like ratio. The baseline and decode-only figures run once.
+    """
+    counts = sorted(set(workers))
+    if not counts or counts[0] < 1:
+        raise click.BadParameter("worker counts must be positive integers", param_hint="--workers")
     amounts = {"traces": spans, "logs": logs, "metrics": points}
-    results: dict[str, Any] = {"workers": workers, "items_per_record": ITEMS_PER_RECORD}
+    results: dict[str, Any] = {"workers": counts, "items_per_record": ITEMS_PER_RECORD}
     with tempfile.TemporaryDirectory(prefix="warroom-bench-") as tmp, LocalBroker() as broker:
         root = Path(tmp)
         db = _scratch_store(root)
@@ -345,17 +361,23 @@ def run(spans: int, logs: int, points: int, baseline_fraction: float, workers: i
             label = LABEL[signal_name]
             click.echo(f"[{signal_name}] generating {amount:,} {label} …", err=True)
             payloads = _workload(signal_name, amount, seed=len(signal_name))
-            click.echo(f"[{signal_name}] warroom ingest kafka ({workers} process(es)) …", err=True)
-            real = _run_workers(broker, signal_name, payloads, workers, root)
-            if real["stored"] != real["items"]:
-                raise click.ClickException(f"{signal_name}: stored {real['stored']} of {real['items']} items")
+            by_workers: dict[int, dict] = {}
+            for n in counts:
+                click.echo(f"[{signal_name}] warroom ingest kafka ({n} process(es)) …", err=True)
+                real = _run_workers(broker, signal_name, payloads, n, root, partitions=2 * counts[-1])
+                if real["stored"] != real["items"]:
+                    raise click.ClickException(
+                        f"{signal_name}, {n} worker(s): stored {real['stored']} of {real['items']} items"
+                    )
+                by_workers[n] = real
             fraction = payloads[: max(1, int(len(payloads) * baseline_fraction))]
             click.echo(
                 f"[{signal_name}] naive baseline on {len(fraction) * ITEMS_PER_RECORD:,} {label} …", err=True
             )
             base = _baseline_e2e(broker, db, signal_name, fraction)
             results[signal_name] = {
-                "e2e": real,
+                "e2e": by_workers[counts[-1]],
+                "e2e_by_workers": by_workers,
                 "decode": _decode_only(decode_db, signal_name, payloads),
                 "baseline_e2e": base,
                 "baseline_decode": _baseline_decode(signal_name, fraction),
@@ -366,6 +388,8 @@ def run(spans: int, logs: int, points: int, baseline_fraction: float, workers: i
 
 
 def _print(results: dict[str, Any], as_json: bool) -> None:
+    counts: list[int] = results["workers"]
+    top = counts[-1]
     rows = []
     for signal_name, label in LABEL.items():
         r = results.get(signal_name)
@@ -379,11 +403,17 @@ def _print(results: dict[str, Any], as_json: bool) -> None:
         click.echo(f"{name:<36}{ours:>14,.0f}{base:>16,.0f}{ours / max(base, 1e-9):>8.1f}x")
     rss = max((results[k]["e2e"]["peak_rss_mb"] for k in LABEL if k in results), default=0.0)
     click.echo(f"{'ingest process peak RSS (MB)':<36}{rss:>14,.0f}")
-    click.echo(f"workers: {results['workers']} process(es); {ITEMS_PER_RECORD} items per Kafka record")
+    click.echo(f"workers: {top} process(es) above; {ITEMS_PER_RECORD} items per Kafka record")
+    if len(counts) > 1:
+        _print_scaling(results, counts)
 
     def fig(signal_name: str, key: str, sub: str = "per_s") -> float | None:
         r = results.get(signal_name)
         return round(r[key][sub], 1) if r else None
+
+    def by_workers(signal_name: str, sub: str = "per_s") -> dict[str, float] | None:
+        r = results.get(signal_name)
+        return {str(n): round(r["e2e_by_workers"][n][sub], 1) for n in counts} if r else None
 
     summary = {
         "spans_per_s": fig("traces", "e2e"),
@@ -398,7 +428,42 @@ def _print(results: dict[str, Any], as_json: bool) -> None:
         "baseline_points_per_s": fig("metrics", "baseline_e2e"),
         "baseline_decode_spans_per_s": fig("traces", "baseline_decode"),
         "peak_rss_mb": rss,
-        "workers": results["workers"],
+        "workers": top,
+        "spans_per_s_by_workers": by_workers("traces"),
+        "spans_per_cpu_s_by_workers": by_workers("traces", "per_cpu_s"),
+        "logs_per_s_by_workers": by_workers("logs"),
+        "points_per_s_by_workers": by_workers("metrics"),
     }
+    if len(counts) > 1 and "traces" in results:
+        low = counts[0]
+        summary[f"scaling_{top}_vs_{low}"] = round(_speedup(results["traces"], low, top), 2)
+        # Spans per CPU-second with more processes over fewer: ~1 means adding processes costs no
+        # extra CPU per span, so throughput grows with the cores given — the figure that survives
+        # a machine shared with other work, where the wall-clock speed-up does not.
+        summary[f"cpu_efficiency_{top}_vs_{low}"] = round(
+            _speedup(results["traces"], low, top, "per_cpu_s"), 2
+        )
     if as_json:
         click.echo(json.dumps(summary))
+
+
+def _speedup(signal_results: dict[str, Any], low: int, high: int, figure: str = "per_s") -> float:
+    by = signal_results["e2e_by_workers"]
+    return float(by[high][figure] / max(by[low][figure], 1e-9))
+
+
+def _print_scaling(results: dict[str, Any], counts: list[int]) -> None:
+    """Throughput per worker count side by side, with the speed-up over the smallest count."""
+    click.echo()
+    click.echo(
+        f"{'end to end, by processes':<36}" + "".join(f"{f'{n} proc':>14}" for n in counts) + "   speed-up"
+    )
+    for signal_name, label in LABEL.items():
+        r = results.get(signal_name)
+        if not r:
+            continue
+        by = r["e2e_by_workers"]
+        for name, sub in ((f"{label}/s", "per_s"), (f"{label}/s per CPU-second", "per_cpu_s")):
+            figures = "".join(f"{by[n][sub]:>14,.0f}" for n in counts)
+            speedup = by[counts[-1]][sub] / max(by[counts[0]][sub], 1e-9)
+            click.echo(f"{name:<36}{figures}{speedup:>11.2f}x")

@@ -70,12 +70,12 @@ class Sink:
 
         def on_retry(attempt: int, exc: StoreError, delay: float) -> None:
             self.stats.retries += 1
-            self.stats.state = "retrying"
+            self.stats.reachable("store", False)
             log.warning(
                 "ClickHouse unavailable, retrying",
                 extra={"attempt": attempt, "error": str(exc), "delay_s": round(delay, 2)},
             )
 
         result = retry(action, self.stop, self.retry_max_seconds, on_wait=self.keepalive, on_retry=on_retry)
-        self.stats.state = "running"
+        self.stats.reachable("store", True)
         return result

