@@ -75,16 +75,26 @@ def db() -> None:
 
 
 @db.command("migrate")
-@click.option("--cluster", default=None, help="ClickHouse cluster for ON CLUSTER DDL (overrides setting).")
+@click.option(
+    "--cluster",
+    default=None,
+    help="ClickHouse cluster: Replicated tables behind Distributed ones, ON CLUSTER (overrides setting).",
+)
+@click.option("--print-sql", is_flag=True, help="Print every statement for an empty server; run nothing.")
 @click.pass_context
-def db_migrate(ctx: click.Context, cluster: str | None) -> None:
+def db_migrate(ctx: click.Context, cluster: str | None, print_sql: bool) -> None:
     """Create or upgrade the tables (idempotent; records the schema version)."""
     from app import wiring
-    from warroom.schema import schema_version
+    from warroom.schema import ddl, schema_version
 
     settings = settings_of(ctx)
     if cluster is not None:
         settings = load_settings(home=str(settings.home), clickhouse_cluster=cluster)
+    if print_sql:
+        options = wiring.schema_options(settings)
+        for statement in ddl(settings.clickhouse_database, options, wiring.migrations()):
+            click.echo(statement + ";\n")
+        return
     store, applied = wiring.migrated_store(settings)
     for m in applied:
         click.echo(f"applied {m.version}: {m.name}")
@@ -388,15 +398,11 @@ def _deliver_now(outbox: Any, timeout: float = 30.0) -> None:
 @click.pass_context
 def correlate_watch(ctx: click.Context, interval: float, topology_every: int) -> None:
     """Correlate alerts as they arrive, resolve quiet incidents and deliver notices, until SIGTERM."""
-    from app import wiring
 
-    settings = settings_of(ctx)
-    stop = _stop_on_signals()
-    store, _ = wiring.migrated_store(settings, stop)
-    state = wiring.state_db(settings)
-    correlator, outbox = wiring.correlator(settings, store, state)
-    with outbox, wiring.background_services(store, outbox, stop, topology_every):
-        correlator.watch(stop, interval)
+    from app import up
+
+    options = up.Options(only=("correlate",), correlate_interval=interval, topology_every=topology_every)
+    up.run(settings_of(ctx), options, _stop_on_signals())
 
 
 @correlate.command("replay")
@@ -466,41 +472,33 @@ def correlate_replay(
 @click.pass_context
 def serve_cmd(ctx: click.Context, host: str | None, port: int | None, interval: float) -> None:
     """The web console and the HTTP API (incidents, alerts, remediations, alert intake; token auth)
-    plus the live correlator and notice delivery, in one process.
+    plus the live correlator, notice delivery and the remediation executor, in one process
+    (`warroom up --only correlate,executor,api`; correlator and executor run while this replica
+    leads their roles).
 
     On the embedded default one process owns the store, so the API and correlation share it here;
     an accepted alert wakes the correlator at once, and notices queued by API commands are
     delivered by the same dispatcher. Every /api/v1 route needs a token: `warroom users add`.
     """
-    from app import auth, wiring
-    from app.api.context import ApiContext
-    from app.up import api_server
+    from app import auth, up, wiring
 
     settings = settings_of(ctx)
-    stop = _stop_on_signals()
-    store, _ = wiring.migrated_store(settings, stop)
     state = wiring.state_db(settings)
-    correlator, outbox = wiring.correlator(settings, store, state)
-    wake = threading.Event()
-    api = ApiContext(
-        settings, store, state, correlator, wiring.catalog(settings), on_accepted=lambda _alerts: wake.set()
-    )
     if not any(not u.revoked for u in auth.users(state)):
         click.echo(
             "no API users yet: every /api/v1 request will get 401 until "
             "`warroom users add NAME --role admin` makes one",
             err=True,
         )
-    bind_host, bind_port = host or settings.api_host, port or settings.api_port
-    with (
-        outbox,
-        wiring.background_services(store, outbox, stop),
-        api_server(api, bind_host, bind_port) as server,
-    ):
-        click.echo(
-            f"warroom serving on {server.url} (console at /, API docs at /docs; Ctrl-C stops)", err=True
-        )
-        correlator.watch(stop, interval, wake)
+    state.dispose()
+
+    def ready(_services: Sequence[str], url: str | None) -> None:
+        click.echo(f"warroom serving on {url} (console at /, API docs at /docs; Ctrl-C stops)", err=True)
+
+    options = up.Options(
+        only=("correlate", "executor", "api"), host=host, port=port, correlate_interval=interval
+    )
+    up.run(settings, options, _stop_on_signals(), ready)
 
 
 @cli.group("audit")
@@ -944,15 +942,26 @@ def bench() -> None:
     type=float,
     help="Share of the workload the (slow) naive baseline runs on.",
 )
-@click.option("--workers", default=1, show_default=True, type=int, help="Ingest processes in one group.")
+@click.option(
+    "--workers",
+    default="1",
+    show_default=True,
+    help="Ingest processes in one group; a comma list (1,2) runs each and reports the scaling.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Last line: one JSON object with the figures.")
 def bench_ingest(
-    spans: int, log_count: int, points: int, baseline_fraction: float, workers: int, as_json: bool
+    spans: int, log_count: int, points: int, baseline_fraction: float, workers: str, as_json: bool
 ) -> None:
     """Kafka → ClickHouse throughput (one process per worker) vs a naive row-by-row baseline."""
     from app.bench_ingest import run
 
-    run(spans, log_count, points, baseline_fraction, workers, as_json)
+    try:
+        counts = [int(n) for n in workers.split(",") if n.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"{workers!r} is not a comma list of integers", param_hint="--workers"
+        ) from None
+    run(spans, log_count, points, baseline_fraction, counts, as_json)
 
 
 @bench.command("nab")
@@ -1049,6 +1058,31 @@ def bench_summarize(
     )
 
 
+@bench.command("soak")
+@click.option(
+    "--duration", default=600, show_default=True, type=click.IntRange(10), help="Seconds of traffic."
+)
+@click.option(
+    "--rate", default=200.0, show_default=True, type=click.FloatRange(min=0.1), help="Shop requests/s."
+)
+@click.option(
+    "--sample-every", default=10.0, show_default=True, type=click.FloatRange(min=0.5), help="Seconds apart."
+)
+@click.option(
+    "--baseline", "baseline_s", default=None, type=click.IntRange(1), help="Idle seconds (duration/5)."
+)
+@click.option("--scenario", default="mixed", show_default=True, help="Fixture scenario replayed in a loop.")
+@click.option("--json", "as_json", is_flag=True, help="Last line: one JSON object with the figures.")
+def bench_soak(
+    duration: int, rate: float, sample_every: float, baseline_s: int | None, scenario: str, as_json: bool
+) -> None:
+    """`warroom up` under steady scenario traffic: RSS curve and slope, lag, error logs, rows stored,
+    beside the same process idle."""
+    from app.bench_soak import run
+
+    run(duration, rate, sample_every, as_json, scenario=scenario, baseline_s=baseline_s)
+
+
 def _data_args(data: Path | None, name: str, as_json: bool) -> list[str]:
     path = data or Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / name
     return ["--data", str(path)] + (["--json"] if as_json else [])
@@ -1069,7 +1103,7 @@ cli.add_command(users)
     "only",
     multiple=True,
     metavar="SERVICES",
-    help="Comma-separated subset of: ingest, detect, correlate, summarize, api (default: all).",
+    help="Comma-separated subset of: ingest, detect, correlate, summarize, executor, api (default: all).",
 )
 @click.option("--host", default=None, help="API address; overrides WARROOM_API_HOST.")
 @click.option("--port", default=None, type=click.IntRange(1, 65535), help="Overrides WARROOM_API_PORT.")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # imported where used: `warroom --help` should not pay for SQ
 
 __all__ = ["STATES", "remediation"]
 
-STATES = ("proposed", "approved", "rejected", "expired", "executing", "succeeded", "failed")
+STATES = ("proposed", "approved", "rejected", "expired", "queued", "executing", "succeeded", "failed")
 """The values of :class:`summarize.approval.State`, spelled out for ``--state`` (a test keeps them equal)."""
 
 
@@ -199,9 +199,18 @@ def reject_cmd(ctx: click.Context, proposal_id: str, reason: str, actor: str | N
 @remediation.command("execute")
 @click.argument("proposal_id")
 @_ACTOR
+@click.option(
+    "--queue",
+    is_flag=True,
+    help="Check it now and hand it to the executor service (`warroom up`) instead of running it here.",
+)
 @click.pass_context
-def execute_cmd(ctx: click.Context, proposal_id: str, actor: str | None) -> None:
+def execute_cmd(ctx: click.Context, proposal_id: str, actor: str | None, queue: bool) -> None:
     """Run an approved proposal (exactly once); exit 1 if the action itself failed."""
+    if queue:
+        p = _approvals(ctx).queue(proposal_id, actor_of(ctx, actor))
+        click.echo(f"{p.id} queued by {p.executed_by}: the executor service runs it")
+        return
     p = _approvals(ctx).execute(proposal_id, actor_of(ctx, actor))
     assert p.result is not None
     click.echo(f"{p.id} {p.state.value}: {p.result.detail}")

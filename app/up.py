@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from app import wiring
+from app.health import Health
 from warroom.config import Settings
 from warroom.errors import BrokerError, InputError, StoreError, WarroomError
+from warroom.leader import Leader, lead
 from warroom.model import Alert
 from warroom.retry import Stopped
 
@@ -48,10 +50,12 @@ __all__ = ["SERVICES", "Options", "api_server", "parse_only", "run", "stop_on_si
 
 log = logging.getLogger("warroom.up")
 
-SERVICES = ("ingest", "detect", "correlate", "summarize", "api")
+SERVICES = ("ingest", "detect", "correlate", "summarize", "executor", "api")
 """Every service ``warroom up`` runs, in start order (the API last: it answers once all else runs)."""
 
-SUMMARIZE_STATE_FORMAT = 1
+LEADER_ELECTED = ("correlate", "executor")
+"""Services that run in one process at a time: any number of replicas start, one leads
+(:mod:`warroom.leader`, through the state database) and the others stand by."""
 
 
 def parse_only(values: Iterable[str]) -> tuple[str, ...]:
@@ -120,17 +124,34 @@ class Options:
 
 @dataclass
 class Shared:
-    """What the services of one process share, opened once: the store, and (only if a service
-    needs them) the state database and one correlator with its outbox — one, so the notices an
-    API command queues are delivered by the correlate service's dispatcher in the same process."""
+    """What the services of one process share, each opened once and only when a service first
+    needs it: the store, the state database and one correlator with its outbox — one, so the
+    notices an API command queues are delivered by the correlate service's dispatcher in the same
+    process.
+
+    Opening lazily is what lets a standby hold nothing: a ``--only correlate,executor`` replica
+    waiting for leadership has not opened the store, which on the embedded engine only one
+    process may hold.
+    """
 
     settings: Settings
-    store: ClickHouse
     stop: threading.Event
     wake: threading.Event = field(default_factory=threading.Event)  # intake → correlator, at once
+    queued: threading.Event = field(default_factory=threading.Event)  # API → executor, at once
+    health: Health = field(default_factory=Health)
+    _store: ClickHouse | None = None
     _state: StateDB | None = None
     _correlator: tuple[Correlator, Outbox] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _store_lock: threading.Lock = field(default_factory=threading.Lock)  # held while migrating
+
+    @property
+    def store(self) -> ClickHouse:
+        """The migrated store; waits out an unreachable ClickHouse (until stopped)."""
+        with self._store_lock:
+            if self._store is None:
+                self._store, _ = wiring.migrated_store(self.settings, self.stop)
+            return self._store
 
     def state(self) -> StateDB:
         with self._lock:
@@ -144,6 +165,9 @@ class Shared:
             if self._correlator is None:
                 self._correlator = wiring.correlator(self.settings, self.store, state)
             return self._correlator
+
+    def leader(self, role: str) -> Leader:
+        return Leader(self.state(), role)
 
     def close(self) -> None:
         if self._correlator is not None:
@@ -180,6 +204,8 @@ class Service:
         return not self._thread.is_alive()
 
     def _main(self) -> None:
+        health = self.shared.health
+        health.set(self.name, "running")
         try:
             self.run()
             if not self.shared.stop.is_set():
@@ -188,9 +214,28 @@ class Service:
             pass  # shutdown came while the store was unavailable: stopping is what was asked
         except BaseException as exc:  # whatever it was, the process must not run on half
             self.error = exc
+            health.set(self.name, "failed", str(exc))
             log.error("service failed; stopping the others", exc_info=exc, extra={"service": self.name})
         finally:
+            if self.error is None:
+                health.set(self.name, "stopped")
             self.shared.stop.set()
+
+    def lead(self, work: Callable[[threading.Event], None]) -> None:
+        """Run ``work(led)`` whenever this process leads this service's role (see
+        :data:`LEADER_ELECTED`), standing by otherwise, until stopped."""
+        leader, health = self.shared.leader(self.name), self.shared.health
+        health.set(self.name, "standby", f"waiting for the {self.name} lock")
+
+        def leading(led: threading.Event) -> None:
+            health.set(self.name, "leader", leader.identity)
+            try:
+                work(led)
+            finally:
+                if not self.shared.stop.is_set():
+                    health.set(self.name, "standby", "leadership lost; waiting for the lock")
+
+        lead(leader, self.shared.stop, leading)
 
 
 class IngestService(Service):
@@ -202,18 +247,29 @@ class IngestService(Service):
         from ingest.kafka_worker import KafkaIngest
         from ingest.stats import IngestStats
 
-        settings = self.shared.settings
+        settings, health = self.shared.settings, self.shared.health
         stats = IngestStats(settings.home / "ingest-status.json")
-        server = stats.serve(settings.status_port) if settings.status_port else None
+        health.probe("ingest", lambda: _INGEST_STATES.get(stats.state, (stats.state, "")))
+        health.extra["ingest"] = stats.snapshot
+        health.metrics.append(stats.prometheus)
         try:
             KafkaIngest(settings, wiring.writer(settings, self.shared.store), stats, self.shared.stop).run()
         except BrokerError as exc:
             raise BrokerError(
                 f"{exc} (start a broker, e.g. `warroom broker`, or leave ingest out with --only)"
             ) from exc
-        finally:
-            if server is not None:
-                server.shutdown()
+
+
+_INGEST_STATES = {
+    "starting": ("starting", "joining the consumer group"),
+    "running": ("running", ""),
+    "retrying": ("degraded", "ClickHouse unavailable: consumption paused, retrying with back-off"),
+    "broker_unavailable": (
+        "degraded",
+        "Kafka unreachable: reconnecting; offsets of stored batches are committed once it is back",
+    ),
+    "stopped": ("stopped", ""),
+}
 
 
 class DetectService(Service):
@@ -244,16 +300,51 @@ def _log_opened(alert: Alert) -> None:
 
 class CorrelateService(Service):
     """``warroom correlate watch``: alerts into incidents as they arrive, quiet ones resolved,
-    notices delivered by the outbox dispatcher, the topology relearned periodically."""
+    notices delivered by the outbox dispatcher, the topology relearned periodically — in the one
+    replica that leads the ``correlate`` role; the others stand by."""
 
     name = "correlate"
 
     def run(self) -> None:
-        correlator, outbox = self.shared.correlator()
-        with wiring.background_services(
-            self.shared.store, outbox, self.shared.stop, self.options.topology_every
-        ):
-            correlator.watch(self.shared.stop, self.options.correlate_interval, self.shared.wake)
+        def work(led: threading.Event) -> None:
+            correlator, outbox = self.shared.correlator()
+            with wiring.background_services(self.shared.store, outbox, led, self.options.topology_every):
+                correlator.watch(led, self.options.correlate_interval, self.shared.wake)
+
+        self.lead(work)
+
+
+class ExecutorService(Service):
+    """Runs the remediations people queued (``POST …/execute?queue=true``, ``warroom remediation
+    execute --queue``) and expires overdue proposals — in the one replica that leads the
+    ``executor`` role. Each run is claimed by compare-and-set, so no proposal runs twice, even
+    across a change of leader; one that was running when its leader died stays ``executing``
+    (warroom cannot know whether it took effect) for a person to check."""
+
+    name = "executor"
+    poll: ClassVar[float] = 1.0
+
+    def run(self) -> None:
+        from summarize.approval import Approvals
+
+        settings = self.shared.settings
+
+        def work(led: threading.Event) -> None:
+            approvals = Approvals.from_settings(self.shared.state(), settings, wiring.catalog(settings))
+            while not led.is_set():
+                try:
+                    approvals.expire_due()
+                    for proposal in approvals.run_queued():
+                        log.info(
+                            "remediation executed",
+                            extra={"proposal": proposal.id, "state": proposal.state.value},
+                        )
+                except WarroomError as exc:  # an outage of the state database: try again
+                    log.warning("executor pass failed", extra={"error": str(exc)})
+                if self.shared.queued.wait(self.poll):
+                    self.shared.queued.clear()
+
+        self.lead(work)
 
 
 class SummarizeService(Service):
@@ -262,28 +353,58 @@ class SummarizeService(Service):
     narrative when one is configured, remediations recorded as proposals), and writes the digest to
     ``$WARROOM_HOME/summaries/<id>.html`` and ``.md``.
 
-    Its state — when it last passed and which version (``updated_at``) of each incident it
-    summarised — is saved after every pass (``$WARROOM_HOME/state/summarize.json``), so neither the
-    next pass nor a restart redoes incidents that did not change (an LLM call each is not free).
+    Its state — when it last passed and, per incident, which version (``updated_at``) it settled and
+    why — is saved after every pass (``$WARROOM_HOME/state/summarize.json``), so neither the next
+    pass nor a restart redoes incidents that did not change (an LLM call each is not free).
+
+    An LLM endpoint that is down must not cost an incident its narrative for good, nor an incident
+    its digest: when the narrative failed for a transient reason (no connection, a timeout, 429 or
+    5xx once the client's own retries are spent) the digest is written at once, saying the narrative
+    is not shown and when it is tried again, and the incident is retried on a later pass, after
+    ``summarize_every · 2^(n-1)`` seconds (capped at :attr:`retry_max_backoff`), at most
+    :attr:`retry_limit` times per version — so an outage heals by itself and a long one costs a
+    bounded number of calls. A deterministic outcome (accepted, an answer rejected by grounding, a
+    4xx, a refusal) settles the version, as does a failure that is the incident's own (it is gone,
+    a bad config): again only when the incident changes. A state database that fails without saying
+    the failure is transient (SQLite's "database is locked" once its busy timeout ran out) gets the
+    same bounded retries; a retryable store outage is retried every pass, without a bound, as it
+    costs nothing but a query. A pass that fails as a whole (the state database unreachable) is
+    logged, reported ``degraded`` and tried again at the next one: the process stays up.
     """
 
     name = "summarize"
     #: The newest incidents looked at per pass; older ones changing again is rare, and bounded state
     #: matters more to a process that runs for months.
     window: ClassVar[int] = 500
+    #: Longest wait between retries of one incident's narrative, and how many tries a version gets
+    #: (with the default 60 s passes: retried over about two and a half hours).
+    retry_max_backoff: ClassVar[float] = 1800.0
+    retry_limit: ClassVar[int] = 10
+    #: Version 2 keeps, per incident, what was settled and why (version 1: the settled version only).
+    state_format: ClassVar[int] = 2
 
     def __init__(self, shared: Shared, options: Options) -> None:
+        from typing import Any  # (imports local to this class: app/up.py is edited by several hands)
+
         super().__init__(shared, options)
         home = shared.settings.home
         self.state_path = home / "state" / "summarize.json"
         self.out = home / "summaries"
         self.last_pass: datetime | None = None
-        self.done: dict[str, str] = {}  # incident id → the updated_at that was summarised
+        #: incident id → {"version": updated_at, "status": "done" | "retry", "reason": why,
+        #: "attempts": tries of this version that failed transiently, "next_at": when to retry}
+        self.incidents: dict[str, dict[str, Any]] = {}
 
     def run(self) -> None:
         self.load()
         while not self.shared.stop.is_set():
-            self.pass_once()
+            try:
+                self.pass_once()
+            except StoreError as exc:
+                # The state database or the store is down (or PostgreSQL restarting): wait it out,
+                # as the correlator does, rather than take the whole process down with this part.
+                log.warning("summarize pass failed; retrying next pass", extra={"error": str(exc)})
+                self.shared.health.set(self.name, "degraded", f"pass failed: {exc}")
             self.shared.stop.wait(self.options.summarize_every)
 
     def load(self) -> None:
@@ -293,26 +414,61 @@ class SummarizeService(Service):
             payload = json.loads(self.state_path.read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"summarize state {self.state_path} is unreadable: {exc}", "bad_state") from exc
-        if payload.get("format") != SUMMARIZE_STATE_FORMAT:
-            raise InputError(
-                f"summarize state {self.state_path}: unknown format {payload.get('format')!r}", "bad_state"
-            )
+        found = payload.get("format")
+        if found == 1:  # before retries: every version it names was settled
+            self.incidents = {
+                k: {"version": v, "status": "done", "reason": ""} for k, v in payload["done"].items()
+            }
+        elif found == self.state_format:
+            self.incidents = {k: dict(v) for k, v in payload.get("incidents", {}).items()}
+        else:
+            raise InputError(f"summarize state {self.state_path}: unknown format {found!r}", "bad_state")
         self.last_pass = datetime.fromisoformat(payload["last_pass"]) if payload.get("last_pass") else None
-        self.done = dict(payload.get("done", {}))
 
     def save(self) -> None:
         from app.summaries import write_atomic
 
         payload = {
-            "format": SUMMARIZE_STATE_FORMAT,
+            "format": self.state_format,
             "kind": "warroom.up.summarize",
             "last_pass": self.last_pass.isoformat() if self.last_pass else None,
-            "done": self.done,
+            "incidents": self.incidents,
         }
         write_atomic(self.state_path, json.dumps(payload, indent=1))
 
+    def _due(self, incident_id: str, version: str, now: datetime) -> bool:
+        entry = self.incidents.get(incident_id)
+        if entry is None or entry["version"] != version:
+            return True
+        return entry["status"] == "retry" and datetime.fromisoformat(entry["next_at"]) <= now
+
+    def _settle(self, incident_id: str, version: str, reason: str) -> None:
+        self.incidents[incident_id] = {"version": version, "status": "done", "reason": reason}
+
+    def _retry_later(self, incident_id: str, version: str, reason: str, now: datetime) -> datetime | None:
+        """Schedule another try of this version; None when its tries are spent (then it is settled)."""
+        from datetime import timedelta
+
+        entry = self.incidents.get(incident_id)
+        attempts = (entry.get("attempts", 0) if entry and entry["version"] == version else 0) + 1
+        if attempts >= self.retry_limit:
+            self._settle(incident_id, version, f"{reason}; gave up after {attempts} tries")
+            return None
+        delay = min(self.retry_max_backoff, self.options.summarize_every * 2 ** (attempts - 1))
+        next_at = now + timedelta(seconds=delay)
+        self.incidents[incident_id] = {
+            "version": version,
+            "status": "retry",
+            "reason": reason,
+            "attempts": attempts,
+            "next_at": next_at.isoformat(),
+        }
+        return next_at
+
     def pass_once(self) -> list[str]:
-        """One pass; returns the ids it summarised."""
+        """One pass; returns the ids whose pages it wrote."""
+        from dataclasses import replace
+
         from app import summaries
 
         settings, state = self.shared.settings, self.shared.state()
@@ -323,31 +479,58 @@ class SummarizeService(Service):
         for incident in listed:
             if self.shared.stop.is_set():
                 break
-            version = incident.updated_at.isoformat()
-            if self.done.get(incident.id) == version:
+            version, now = incident.updated_at.isoformat(), datetime.now(UTC)
+            if not self._due(incident.id, version, now):
                 continue
+            fields: dict[str, object] = {"incident": incident.id}
             try:
                 result = summaries.summarize_incident(
                     settings, self.shared.store, state, incidents, incident.id, catalog=catalog
                 )
             except WarroomError as exc:
-                log.warning("summary failed", extra={"incident": incident.id, "error": str(exc)})
+                fields["error"] = str(exc)
                 if isinstance(exc, StoreError) and exc.retryable:
-                    continue  # an outage: try again next pass
-                self.done[incident.id] = version  # deterministic: again only when the incident changes
+                    log.warning("summary failed; retrying next pass", extra=fields)  # an outage
+                    continue
+                retry_at = None
+                if isinstance(exc, StoreError):  # not said to be transient, but may be (a lock)
+                    retry_at = self._retry_later(incident.id, version, f"failed: {exc}", now)
+                else:  # the incident's own (gone, a bad config): again only when it changes
+                    self._settle(incident.id, version, f"failed: {exc}")
+                fields["retry_at"] = retry_at.isoformat() if retry_at else None
+                log.warning("summary failed", extra=fields)
                 continue
-            summaries.write_pages(result.summary, self.out)
-            self.done[incident.id] = version
+            summary, outcome = result.summary, result.outcome
+            status = outcome.status if outcome is not None else "no LLM"
+            if outcome is not None and outcome.retryable:
+                next_at = self._retry_later(incident.id, version, status, now)
+                if next_at is None:  # tries spent: the page says so, as the state does
+                    summary = replace(summary, llm_status=self.incidents[incident.id]["reason"])
+                else:
+                    summary = replace(summary, llm_status=f"{status}; will retry at {next_at:%H:%M:%S} UTC")
+                fields["llm_status"] = summary.llm_status
+            else:
+                self._settle(incident.id, version, status)
+            summaries.write_pages(summary, self.out)
             summarised.append(incident.id)
-            log.info(
-                "incident summarised",
-                extra={"incident": incident.id, "proposals": [p.id for p in result.proposals]},
-            )
+            fields["proposals"] = [p.id for p in result.proposals]
+            log.info("incident summarised", extra=fields)
         listed_ids = {i.id for i in listed}
-        self.done = {k: v for k, v in self.done.items() if k in listed_ids}
+        self.incidents = {k: v for k, v in self.incidents.items() if k in listed_ids}
         self.last_pass = datetime.now(UTC)
         self.save()
+        self._report()
         return summarised
+
+    def _report(self) -> None:
+        """Say in ``/status`` which narratives wait for a retry, and why. The state stays ``running``
+        (ready): digests are still written, and an LLM outage must not take the API out of service."""
+        waiting = [v for v in self.incidents.values() if v["status"] == "retry"]
+        detail = ""
+        if waiting:
+            reasons = ", ".join(sorted({str(v["reason"]) for v in waiting}))
+            detail = f"narrative of {len(waiting)} incident(s) to retry with back-off ({reasons})"
+        self.shared.health.set(self.name, "running", detail)
 
 
 class ApiService(Service):
@@ -378,6 +561,7 @@ class ApiService(Service):
             correlator,
             wiring.catalog(settings),
             on_accepted=lambda _alerts: wake.set(),
+            on_queued=self.shared.queued.set,
         )
         host = self.options.host or settings.api_host
         port = self.options.port or settings.api_port
@@ -391,7 +575,8 @@ class ApiService(Service):
 
 
 _KINDS: dict[str, type[Service]] = {
-    s.name: s for s in (IngestService, DetectService, CorrelateService, SummarizeService, ApiService)
+    s.name: s
+    for s in (IngestService, DetectService, CorrelateService, SummarizeService, ExecutorService, ApiService)
 }
 
 
@@ -406,9 +591,13 @@ def run(
     ``on_ready(names, api_url)`` is called once every service has started (and the API, if chosen,
     listens), for the CLI to say so.
     """
-    store, _ = wiring.migrated_store(settings, stop)  # waits for an unreachable server, until stopped
-    shared = Shared(settings, store, stop)
+    shared = Shared(settings, stop)
     services = [_KINDS[name](shared, options) for name in options.only]
+    status = None
+    if settings.status_port:
+        from app.health import serve
+
+        status = serve(shared.health, settings.status_host, settings.status_port)
     try:
         for service in services:
             service.start()
@@ -424,6 +613,9 @@ def run(
             if not service.join(deadline - time.monotonic()):
                 log.warning("service did not stop in time", extra={"service": service.name})
     finally:
+        if status is not None:
+            status.shutdown()
+            status.server_close()
         shared.close()
     failed = [s for s in services if s.error is not None]
     if failed:

@@ -23,7 +23,7 @@ from correlate.notifier import Notifier
 from correlate.ordering import events, version_events
 from correlate.store import IncidentStore, Session
 from warroom import alerts as alerts_table
-from warroom import audit
+from warroom import audit, failpoints
 from warroom.alert_json import time_from_text, time_text
 from warroom.clickhouse import ClickHouse
 
@@ -109,6 +109,8 @@ class Correlator:
             if arrived:
                 s.cursor["arrived"] = time_text(max(at for at, _ in arrived))
             summary = self._finish(s, len(arrived))
+            if arrived:
+                failpoints.hit("correlate.before_commit")
         if summary.changes:
             log.info("correlated new alerts", extra=summary.to_json())
         return summary

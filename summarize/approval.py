@@ -74,7 +74,7 @@ from summarize.executors import ExecutionContext, ExecutionResult
 from summarize.model import Remediation
 from warroom import audit
 from warroom.config import Settings
-from warroom.errors import ConfigError, Conflict, Forbidden, InputError, StoreError
+from warroom.errors import ConfigError, Conflict, Forbidden, InputError, StoreError, WarroomError
 from warroom.statedb import StateDB, UTCDateTime
 
 __all__ = [
@@ -139,12 +139,13 @@ class State(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    QUEUED = "queued"
     EXECUTING = "executing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
 
-_OPEN = (State.PROPOSED, State.APPROVED)  # the states that expire
+_OPEN = (State.PROPOSED, State.APPROVED, State.QUEUED)  # the states that expire
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,7 +520,7 @@ class Approvals:
         return _raise_if_expired(self._transact(work))
 
     def execute(self, proposal_id: str, actor: str) -> Proposal:
-        """Run an approved proposal exactly once; returns it ``succeeded`` or ``failed``.
+        """Run an approved proposal exactly once, now; returns it ``succeeded`` or ``failed``.
 
         Raises before anything runs when the proposal is not approved (Conflict), the actor may
         not execute (Forbidden), the catalog no longer yields the approved plan (Conflict
@@ -529,25 +530,99 @@ class Approvals:
         self.roles.require_operator(actor)
 
         def claim(conn: Connection) -> tuple[Proposal, Action | None, dict[str, Scalar]]:
-            row, now = _lock(conn, proposal_id), self.clock()
-            expired = self._expire_if_due(conn, row, now)
-            if expired is not None:
-                return expired, None, {}
-            if row.state != State.APPROVED:
-                raise _state_conflict(row)
-            action = self.catalog.action(row.action)
-            params = action.validate(json.loads(row.params))
-            if action.effect(params) != row.effect:
-                raise Conflict(
-                    f"the catalog's {row.action} changed since {row.id} was approved, so it would no "
-                    "longer run what was approved; propose it again",
-                    reason="plan_changed",
-                )
-            executors.preflight(action)
-            values = {"state": State.EXECUTING.value, "executed_by": actor}
-            return _transition(conn, row, now, actor, "execute", "", values), action, params
+            return self._claim(conn, proposal_id, actor, State.APPROVED, State.EXECUTING, "execute")
 
-        proposal, action, params = self._transact(claim)
+        return self._run(*self._transact(claim), actor)
+
+    def queue(self, proposal_id: str, actor: str) -> Proposal:
+        """Ask the executor service to run an approved proposal; returns it ``queued``.
+
+        The same checks as :meth:`execute` (role, expiry, unchanged plan, usable executor) are made
+        now, so a request that would fail fails while its requester is still there. The leader of
+        the ``executor`` role (:meth:`run_queued`) runs it soon after, in the requester's name;
+        a queued proposal not run by ``expires_at`` expires like an approved one.
+        """
+        actor = _name(actor, "actor")
+        self.roles.require_operator(actor)
+
+        def work(conn: Connection) -> Proposal:
+            return self._claim(conn, proposal_id, actor, State.APPROVED, State.QUEUED, "queue")[0]
+
+        return _raise_if_expired(self._transact(work))
+
+    def run_queued(self, limit: int = 10) -> builtins.list[Proposal]:
+        """Run up to ``limit`` queued proposals, oldest request first; returns them finished.
+
+        Each is claimed by compare-and-set (``queued`` → ``executing``) before it runs, so two
+        executors — a leader and one that lost its lock a moment ago — never run the same one.
+        """
+        with self.db.begin() as conn:
+            ids = builtins.list(
+                conn.execute(
+                    sa.select(PROPOSALS.c.id)
+                    .where(PROPOSALS.c.state == State.QUEUED.value)
+                    .order_by(PROPOSALS.c.updated_at, PROPOSALS.c.id)
+                    .limit(limit)
+                ).scalars()
+            )
+        done = [self._run_queued_one(pid) for pid in ids]
+        return [p for p in done if p is not None]
+
+    def _run_queued_one(self, proposal_id: str) -> Proposal | None:
+        def claim(conn: Connection) -> tuple[Proposal, Action | None, dict[str, Scalar]]:
+            requester = _lock(conn, proposal_id).executed_by
+            self.roles.require_operator(requester)  # still allowed to, now that it runs
+            return self._claim(conn, proposal_id, requester, State.QUEUED, State.EXECUTING, "execute")
+
+        def refuse(conn: Connection) -> Proposal:
+            row, now = _lock(conn, proposal_id), self.clock()
+            result = ExecutionResult(False, "", f"not run: {problem}")
+            values = {"state": State.FAILED.value, "result": json.dumps(result.to_json())}
+            extra = {"ok": False, "detail": result.detail}
+            return _transition(conn, row, now, SYSTEM_ACTOR, "failed", result.detail, values, extra)
+
+        try:
+            proposal, action, params = self._transact(claim)
+        except StoreError:
+            raise
+        except WarroomError as exc:
+            if isinstance(exc, Conflict) and exc.reason != "plan_changed":
+                # taken by another executor, or changed meanwhile: nothing of ours to run
+                log.info("queued remediation not run", extra={"proposal": proposal_id, "reason": exc.reason})
+                return None
+            problem = exc  # the plan, the executor or the requester's role no longer holds
+            return self._transact(refuse)
+        if action is None:  # expired while queued (recorded by the claim)
+            return proposal
+        return self._run(proposal, action, params, proposal.executed_by or SYSTEM_ACTOR)
+
+    def _claim(
+        self, conn: Connection, proposal_id: str, actor: str, source: State, target: State, verb: str
+    ) -> tuple[Proposal, Action | None, dict[str, Scalar]]:
+        """Move a ``source`` proposal to ``target`` after every check; the action to run with it
+        (None when the proposal turned out expired: that is recorded and returned instead)."""
+        row, now = _lock(conn, proposal_id), self.clock()
+        expired = self._expire_if_due(conn, row, now)
+        if expired is not None:
+            return expired, None, {}
+        if row.state != source:
+            raise _state_conflict(row)
+        action = self.catalog.action(row.action)
+        params = action.validate(json.loads(row.params))
+        if action.effect(params) != row.effect:
+            raise Conflict(
+                f"the catalog's {row.action} changed since {row.id} was approved, so it would no "
+                "longer run what was approved; propose it again",
+                reason="plan_changed",
+            )
+        executors.preflight(action)
+        values = {"state": target.value, "executed_by": actor}
+        return _transition(conn, row, now, actor, verb, "", values), action, params
+
+    def _run(
+        self, proposal: Proposal, action: Action | None, params: dict[str, Scalar], actor: str
+    ) -> Proposal:
+        """Run a claimed (``executing``) proposal outside any transaction and record the outcome."""
         _raise_if_expired(proposal)
         assert action is not None
         context = ExecutionContext(proposal.id, proposal.incident_id, actor, proposal.approvers, self.clock())
@@ -688,6 +763,10 @@ def _state_conflict(row: Row[Any]) -> Conflict:
         return Conflict(f"{pid} was rejected by {row.decided_by}: {row.decision_reason}", reason="rejected")
     if state == State.EXPIRED:
         return Conflict(f"{pid} expired at {row.expires_at.isoformat()}; propose it again", reason="expired")
+    if state == State.QUEUED:
+        return Conflict(
+            f"{pid} is already queued for execution (by {row.executed_by})", reason="already_queued"
+        )
     if state == State.EXECUTING:
         return Conflict(
             f"{pid} is being executed by {row.executed_by} (if that run died, it stays executing: "

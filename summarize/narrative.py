@@ -83,6 +83,9 @@ class NarrativeOutcome:
     ``status`` is "accepted", "accepted after retry", "rejected: <violations>" or
     "failed: <LLMError reason>"; ``violations`` holds each rejected answer's violations in order;
     ``redacted`` counts what redaction removed from the evidence, per kind (never the values).
+    ``retryable`` is true for a failure of the endpoint rather than of the answer (no connection,
+    a timeout, 429 or 5xx once the client's own retries are spent): asking again later may work,
+    whereas a rejected answer or a 4xx would only repeat itself.
     """
 
     narrative: Narrative | None
@@ -91,6 +94,7 @@ class NarrativeOutcome:
     violations: tuple[tuple[str, ...], ...] = ()
     redacted: Mapping[str, int] = field(default_factory=dict)
     detail: str = ""  # the LLMError's message for a failure (API key already scrubbed)
+    retryable: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -104,6 +108,7 @@ class NarrativeOutcome:
             "violations": [list(v) for v in self.violations],
             "redacted": dict(self.redacted),
             "detail": self.detail,
+            "retryable": self.retryable,
         }
 
 
@@ -254,7 +259,9 @@ def write(
         try:
             content = client.complete(messages, ANSWER_SCHEMA, schema_name=SCHEMA_NAME)
         except LLMError as exc:
-            return _outcome(pack, None, f"failed: {exc.reason}", attempt, rounds, redacted, str(exc))
+            return _outcome(
+                pack, None, f"failed: {exc.reason}", attempt, rounds, redacted, str(exc), exc.retryable
+            )
         narrative, violations = check(content, pack, catalog, model=client.model)
         if narrative is not None:
             status = "accepted" if attempt == 1 else "accepted after retry"
@@ -278,8 +285,9 @@ def _outcome(
     rounds: list[tuple[str, ...]],
     redacted: Mapping[str, int],
     detail: str = "",
+    retryable: bool = False,
 ) -> NarrativeOutcome:
-    outcome = NarrativeOutcome(narrative, status, attempts, tuple(rounds), dict(redacted), detail)
+    outcome = NarrativeOutcome(narrative, status, attempts, tuple(rounds), dict(redacted), detail, retryable)
     log.info(
         "LLM narrative %s",
         "accepted" if narrative else "not used",

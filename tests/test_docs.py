@@ -52,7 +52,7 @@ def test_every_command_has_help() -> None:
         "audit": ["verify"],
         "db": ["migrate", "status"],
         "ingest": ["kafka", "file", "status", "dead-letters"],
-        "bench": ["ingest", "nab", "logs", "correlate", "summarize"],
+        "bench": ["ingest", "nab", "logs", "correlate", "summarize", "soak"],
         "remediation": ["catalog", "list", "show", "propose", "approve", "reject", "execute"],
         "users": ["add", "list", "token", "revoke"],
     }

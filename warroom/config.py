@@ -293,7 +293,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest alert intake request body; bigger ones get 413.",
         _positive,
     ),
-    Setting("status_port", _parse_int, 0, "Port of the ingest status endpoint (0: none).", _non_negative),
+    Setting(
+        "status_port",
+        _parse_int,
+        0,
+        "Port of the health/status endpoint of `warroom up` and `warroom ingest kafka`: `/healthz`, "
+        "`/readyz`, `/status`, `/metrics` (0: none).",
+        _non_negative,
+    ),
+    Setting(
+        "console_secret",
+        _parse_str,
+        "",
+        "Key signing the console's session cookies (≥ 32 characters); give every API replica the "
+        "same one. Empty: read from, or made in, `$WARROOM_HOME/console-secret`.",
+        secret=True,
+    ),
+    Setting(
+        "status_host",
+        _parse_str,
+        "127.0.0.1",
+        "Address the status endpoint listens on (`0.0.0.0` for Kubernetes probes from the node).",
+    ),
     Setting(
         "llm_base_url",
         _parse_str,
@@ -371,6 +392,8 @@ class Settings:
     api_port: int
     intake_max_bytes: int
     status_port: int
+    console_secret: str
+    status_host: str
     llm_base_url: str
     llm_model: str
     llm_api_key: str

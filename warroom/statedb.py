@@ -12,6 +12,7 @@ passes them all to :func:`migrate`, which creates what is missing and records th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -122,8 +123,30 @@ def connect(dsn: str) -> StateDB:
     return StateDB(engine)
 
 
+_MIGRATE_TRIES = 5
+
+
 def migrate(db: StateDB, metadatas: Iterable[sa.MetaData]) -> int:
-    """Create every missing table of ``metadatas`` and stamp :data:`SCHEMA_VERSION`; returns it."""
+    """Create every missing table of ``metadatas`` and stamp :data:`SCHEMA_VERSION`; returns it.
+
+    Replicas started together on a fresh database (``docker compose up``, a Deployment) migrate at
+    the same moment. Creating a table is check-then-create, so all but one may trip over a table or
+    the version row another just made ("already exists", a unique violation); such a loser simply
+    runs again, a moment later, and finds them there — instead of exiting and waiting for its
+    orchestrator to restart it.
+    """
+    metadatas = list(metadatas)
+    for attempt in range(1, _MIGRATE_TRIES + 1):
+        try:
+            return _migrate_once(db, metadatas)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, DBAPIError) or attempt == _MIGRATE_TRIES:
+                raise  # a schema from the future (not the database's error), or tries spent
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _migrate_once(db: StateDB, metadatas: list[sa.MetaData]) -> int:
     with db.begin() as conn:
         _META.create_all(conn)
         found = conn.execute(sa.select(_VERSION.c.version).where(_VERSION.c.id == 1)).scalar()

@@ -34,6 +34,7 @@ class ApiContext:
     catalog: Catalog
     on_accepted: Callable[[Sequence[Alert]], object] | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    on_queued: Callable[[], object] | None = None  # a remediation was queued: wake the executor
 
     @classmethod
     def build(

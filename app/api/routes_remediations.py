@@ -29,7 +29,9 @@ __all__ = ["DecisionRequest", "ProposeRequest", "RejectRequest", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["remediations"])
 
-ProposalState = Literal["proposed", "approved", "rejected", "expired", "executing", "succeeded", "failed"]
+ProposalState = Literal[
+    "proposed", "approved", "rejected", "expired", "queued", "executing", "succeeded", "failed"
+]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Text = Annotated[str, StringConstraints(max_length=2000)]
 
@@ -123,10 +125,27 @@ def reject_remediation(proposal_id: str, body: RejectRequest, ctx: Ctx, user: Ap
 
 
 @router.post("/remediations/{proposal_id}/execute")
-def execute_remediation(proposal_id: str, ctx: Ctx, user: Responder) -> dict[str, Any]:
+def execute_remediation(
+    proposal_id: str,
+    ctx: Ctx,
+    user: Responder,
+    queue: Annotated[
+        bool, Query(description="Hand it to the executor service instead of running it now.")
+    ] = False,
+) -> dict[str, Any]:
     """Run an approved proposal exactly once. 200 with state ``succeeded`` or ``failed`` (the action
-    itself failing is a result, not an API error); 409 when it is not approved or already ran."""
-    return _view(ctx.approvals().execute(proposal_id, user.name), ctx.clock())
+    itself failing is a result, not an API error); 409 when it is not approved or already ran.
+
+    With ``queue=true`` it is checked now and handed to the executor service (``warroom up``'s
+    ``executor``, one leader across replicas), which runs it in the caller's name: 200 with state
+    ``queued``; poll the proposal for the outcome. Long actions should not hold a request open."""
+    approvals = ctx.approvals()
+    if not queue:
+        return _view(approvals.execute(proposal_id, user.name), ctx.clock())
+    proposal = approvals.queue(proposal_id, user.name)
+    if ctx.on_queued is not None:
+        ctx.on_queued()
+    return _view(proposal, ctx.clock())
 
 
 @router.get("/catalog", tags=["remediations"])

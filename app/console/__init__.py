@@ -43,9 +43,12 @@ __all__ = ["mount_console"]
 def mount_console(app: FastAPI, ctx: ApiContext, *, secret: bytes | None = None) -> None:
     """Add the console's routes and ``/static/`` to ``app``.
 
-    ``secret`` signs the session cookies; by default it is read from (or made in)
+    ``secret`` signs the session cookies; by default it is ``WARROOM_CONSOLE_SECRET`` (what API
+    replicas behind one load balancer must share) or else read from (or made in)
     ``$WARROOM_HOME/console-secret``.
     """
-    console = Console(ctx, Sessions(secret if secret is not None else load_secret(ctx.settings.home)))
+    if secret is None:
+        secret = load_secret(ctx.settings.home, ctx.settings.console_secret)
+    console = Console(ctx, Sessions(secret))
     app.include_router(console_router(console))
     app.mount("/static", StaticFiles(packages=[("app.console", "static")]), name="console-static")

@@ -60,12 +60,19 @@ _MIN_SECRET = 32  # characters of the secret file: 128 bits of hex at the very l
 _MAX_FLASHES = 5  # a cookie is at most 4 KB: old messages give way to new ones
 
 
-def load_secret(home: Path) -> bytes:
-    """The console's signing key from ``home/console-secret``, made (0600) when missing.
+def load_secret(home: Path, configured: str = "") -> bytes:
+    """The console's signing key: ``configured`` (``WARROOM_CONSOLE_SECRET``) when given, else
+    ``home/console-secret``, made (0600) when missing.
 
     Made in a private temporary file and hard-linked into place, so two processes starting at once
     agree on one key and neither ever reads a half-written file.
     """
+    if configured:
+        if len(configured) < _MIN_SECRET:
+            raise ConfigError(
+                "WARROOM_CONSOLE_SECRET", f"shorter than {_MIN_SECRET} characters: too easy to guess"
+            )
+        return configured.encode()
     path = home / SECRET_FILE
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from summarize.model import Remediation
 from warroom import alerts, audit
 from warroom.clickhouse import ClickHouse
 from warroom.config import load_settings
+from warroom.errors import ConfigError
 from warroom.model import Alert, Evidence, Severity
 
 pytestmark = pytest.mark.integration
@@ -221,6 +222,15 @@ def test_the_secret_is_made_once_private_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "home" / "console-secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(first) >= 32 and load_secret(tmp_path / "home") == first
+
+
+def test_a_configured_secret_is_shared_by_replicas_and_must_be_long(tmp_path: Path) -> None:
+    shared = "0123456789abcdef" * 4
+    assert load_secret(tmp_path / "a", shared) == load_secret(tmp_path / "b", shared) == shared.encode()
+    assert not (tmp_path / "a" / "console-secret").exists()  # nothing made on disk
+    with pytest.raises(ConfigError) as err:
+        load_secret(tmp_path / "a", "short")
+    assert err.value.setting == "WARROOM_CONSOLE_SECRET"
 
 
 # --- what each role sees -------------------------------------------------------------------------

@@ -73,7 +73,8 @@ def test_up_refuses_an_unknown_service(tmp_path: Path) -> None:
         [WARROOM, "up", "--only", "api,bogus"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
-    assert "unknown service 'bogus' (known: ingest, detect, correlate, summarize, api)" in done.stderr
+    known = "ingest, detect, correlate, summarize, executor, api"
+    assert f"unknown service 'bogus' (known: {known})" in done.stderr
     assert not (tmp_path / "home" / "clickhouse").exists()  # refused before opening anything
 
 
@@ -135,7 +136,7 @@ def test_summarize_passes_only_redo_changed_incidents(settings: Settings, store:
     state = wiring.state_db(settings)
     correlator, outbox = wiring.correlator(settings, store, state)  # no receivers: nothing is sent
     correlator.run(start - timedelta(minutes=1), start + timedelta(minutes=1))
-    shared = up.Shared(settings, store, threading.Event())
+    shared = up.Shared(settings, threading.Event(), _store=store)
 
     def service() -> Any:
         summarizer = up.SummarizeService(shared, up.Options())

@@ -274,11 +274,19 @@ def test_k8s_config_keys_are_settings_with_valid_values() -> None:
         assert not unknown, f"k8s {where}: not settings: {unknown}"
     env = {**{k: str(v) for k, v in config_map["data"].items()}, **{k: str(v) for k, v in secret.items()}}
     settings = load_settings(env=env)  # raises ConfigError naming a setting whose value is invalid
-    for name in ("WARROOM_STATE_DSN", "WARROOM_LLM_API_KEY", "WARROOM_CLICKHOUSE_DSN"):
+    for name in (
+        "WARROOM_STATE_DSN",
+        "WARROOM_LLM_API_KEY",
+        "WARROOM_CLICKHOUSE_DSN",
+        "WARROOM_CONSOLE_SECRET",
+    ):
         assert name in secret, f"k8s: secret {name} belongs in the Secret, not the ConfigMap"
         assert name not in config_map["data"], f"k8s: secret {name} is in the ConfigMap"
     assert (
         settings.status_port == STATUS_PORT and settings.api_port == 8480 and settings.api_host == "0.0.0.0"
+    )
+    assert settings.status_host == "0.0.0.0", (
+        "k8s: probes come from the node: the status endpoint must listen"
     )
     for signal, (topic, encoding) in settings.topics().items():
         want = (DEFAULTS[f"WARROOM_TOPIC_{signal.upper()}"], DEFAULTS[f"WARROOM_ENCODING_{signal.upper()}"])
@@ -291,7 +299,12 @@ def _containers(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def test_k8s_deployments_run_valid_warroom_up_invocations() -> None:
     deployments = {doc["metadata"]["name"]: doc for _, doc in _k8s("Deployment")}
-    want = {"warroom-ingest": "ingest", "warroom-detect": "detect", "warroom-core": "correlate,summarize,api"}
+    want = {
+        "warroom-ingest": "ingest",
+        "warroom-detect": "detect",
+        "warroom-core": "correlate,executor,api",
+        "warroom-summarize": "summarize",
+    }
     assert set(deployments) == set(want), f"k8s Deployments: {sorted(deployments)}, want {sorted(want)}"
     config_names = {doc["metadata"]["name"] for _, doc in _k8s("ConfigMap")}
     secret_names = {doc["metadata"]["name"] for _, doc in _k8s("Secret")}
@@ -309,15 +322,18 @@ def test_k8s_deployments_run_valid_warroom_up_invocations() -> None:
             f"k8s {name}: `command` would replace the image's warroom entrypoint"
         )
     assert deployments["warroom-ingest"]["spec"]["replicas"] == 3
-    assert deployments["warroom-core"]["spec"]["replicas"] == 1, (
-        "warroom-core: one replica until leader election"
-    )
+    assert deployments["warroom-core"]["spec"]["replicas"] >= 2, "warroom-core: a leader and a standby"
+    for name in ("warroom-summarize", "warroom-detect"):  # not elected: never two at once
+        assert deployments[name]["spec"]["replicas"] == 1, name
+        assert deployments[name]["spec"]["strategy"]["type"] == "Recreate", name
 
 
 def test_k8s_probes_and_service_use_the_real_ports_and_paths() -> None:
     deployments = {doc["metadata"]["name"]: doc for _, doc in _k8s("Deployment")}
     expected = {
         "warroom-ingest": ("status", STATUS_PORT),
+        "warroom-detect": ("status", STATUS_PORT),
+        "warroom-summarize": ("status", STATUS_PORT),
         "warroom-core": ("http", DEFAULTS["WARROOM_API_PORT"]),
     }
     for name, (port_name, port) in expected.items():

@@ -3,9 +3,10 @@
     python tests/summarize/fake_openai.py --dir DIR [--port 0] [--api-key KEY]
 
 It prints ``PORT <n>`` on stdout once it listens, then serves
-``POST /<scenario>/v1/chat/completions`` (and ``/v1/chat/completions``, scenario ``default``).
-Each scenario is scripted by ``DIR/<scenario>.json``, read on every request so a test can write it
-just before using it::
+``POST /<scenario>/v1/chat/completions`` (and ``/v1/chat/completions``, scenario ``default``), and
+``POST /<scenario>/hook`` — any body, for the fault drills' notification receiver: a process that
+can be down, answer 500, then come back. Each scenario is scripted by ``DIR/<scenario>.json``, read
+on every request so a test can write it just before using it, or rewrite it to change the answer::
 
     {"responses": [
         {"status": 429, "headers": {"Retry-After": "1"}, "body": "slow down"},
@@ -16,11 +17,11 @@ just before using it::
     ]}
 
 The n-th request of a scenario gets the n-th response; the last one repeats. Every request is
-appended to ``DIR/<scenario>.jsonl`` as ``{"n", "path", "headers", "raw", "body"}`` *before* the
-answer is sent (or the delay starts), so a test can read what a timed-out request carried.
+appended to ``DIR/<scenario>.jsonl`` as ``{"n", "path", "headers", "raw", "body", "scripted_status"}``
+*before* the answer is sent (or the delay starts), so a test can read what a timed-out request carried.
 
-Like a real endpoint it checks what it is sent: a body that is not a JSON chat request gets 400,
-and with ``--api-key`` a missing or wrong bearer token gets 401.
+Like a real endpoint it checks what it is sent: a body that is not a JSON chat request gets 400
+(hooks take any body), and with ``--api-key`` a missing or wrong bearer token gets 401.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from types import TracebackType
 from typing import Any
 
 _SCENARIO = re.compile(r"^/(?:(?P<scenario>[A-Za-z0-9_.-]+)/)?v1/chat/completions$")
+_HOOK = re.compile(r"^/(?P<scenario>[A-Za-z0-9_.-]+)/hook$")
 
 
 class _Server(ThreadingHTTPServer):
@@ -59,7 +61,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        match = _SCENARIO.match(self.path)
+        hook = _HOOK.match(self.path)
+        match = hook or _SCENARIO.match(self.path)
         if match is None:
             self._send(404, {}, _error("no such endpoint", "not_found"))
             return
@@ -71,39 +74,46 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             n = self.server.counts.get(scenario, 0)
             self.server.counts[scenario] = n + 1
+            reply, problem = self._scripted(scenario, n)  # read with the count: the log says what
             record = {
                 "n": n,
                 "path": self.path,
                 "headers": dict(self.headers.items()),
                 "raw": raw.decode("utf-8", "replace"),
                 "body": body,
+                "scripted_status": int(reply.get("status", 200)) if reply is not None else None,
             }
             with (self.server.folder / f"{scenario}.jsonl").open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
         if self.server.api_key and self.headers.get("Authorization") != f"Bearer {self.server.api_key}":
             self._send(401, {}, _error("invalid api key", "invalid_api_key"))
             return
-        if (
+        if not hook and (
             not isinstance(body, dict)
             or not isinstance(body.get("messages"), list)
             or not isinstance(body.get("model"), str)
         ):
             self._send(400, {}, _error("expected a JSON chat completions request", "invalid_request"))
             return
-        try:
-            script = json.loads((self.server.folder / f"{scenario}.json").read_text(encoding="utf-8"))
-            responses = script["responses"]
-            reply = responses[min(n, len(responses) - 1)]
-        except (OSError, ValueError, KeyError, IndexError) as exc:
-            self._send(500, {}, _error(f"fake server: no script for {scenario}: {exc}", "no_script"))
+        if reply is None:
+            self._send(500, {}, _error(f"fake server: no script for {scenario}: {problem}", "no_script"))
             return
         time.sleep(float(reply.get("delay", 0)))
-        if "body" in reply:
-            payload = reply["body"].encode()
+        if "body" in reply or hook:
+            payload = str(reply.get("body", "")).encode()
         else:
             content = reply["content"] if "content" in reply else json.dumps(reply.get("json"))
             payload = json.dumps(_completion(n, body["model"], content)).encode()
         self._send(int(reply.get("status", 200)), reply.get("headers", {}), payload)
+
+    def _scripted(self, scenario: str, n: int) -> tuple[dict[str, Any] | None, str]:
+        """The n-th answer of ``scenario``'s script (the last one repeating), or why there is none."""
+        try:
+            script = json.loads((self.server.folder / f"{scenario}.json").read_text(encoding="utf-8"))
+            responses = script["responses"]
+            return responses[min(n, len(responses) - 1)], ""
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            return None, str(exc)
 
     def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
         try:
@@ -145,14 +155,15 @@ class FakeOpenAI:
     process never see each other's requests.
     """
 
-    def __init__(self, folder: Path, api_key: str = "") -> None:
+    def __init__(self, folder: Path, api_key: str = "", port: int = 0) -> None:
         self.folder = folder
         self.api_key = api_key
-        self.port = 0
+        self.port = port  # 0: any free port; a fixed one lets a drill bring an endpoint "back"
         self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> FakeOpenAI:
-        argv = [sys.executable, str(Path(__file__).resolve()), "--dir", str(self.folder), "--port", "0"]
+        argv = [sys.executable, str(Path(__file__).resolve()), "--dir", str(self.folder)]
+        argv += ["--port", str(self.port)]
         if self.api_key:
             argv += ["--api-key", self.api_key]
         self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -182,11 +193,15 @@ class FakeOpenAI:
     def scenario(self, *responses: dict[str, Any]) -> str:
         """A new scenario answering with ``responses`` in order; its base URL (``…/v1``)."""
         name = uuid.uuid4().hex[:12]
-        (self.folder / f"{name}.json").write_text(json.dumps({"responses": list(responses)}), "utf-8")
+        self.script(name, *responses)
         return f"http://127.0.0.1:{self.port}/{name}/v1"
 
+    def script(self, name: str, *responses: dict[str, Any]) -> None:
+        """(Re)write scenario ``name``'s answers; works before the server starts, and while it runs."""
+        (self.folder / f"{name}.json").write_text(json.dumps({"responses": list(responses)}), "utf-8")
+
     def requests(self, base_url: str) -> list[dict[str, Any]]:
-        """Every request the scenario of ``base_url`` received, in order."""
+        """Every request the scenario of ``base_url`` (``…/<name>/v1`` or ``…/<name>/hook``) received."""
         name = base_url.rstrip("/").rsplit("/", 2)[-2]
         path = self.folder / f"{name}.jsonl"
         if not path.exists():

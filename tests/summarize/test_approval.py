@@ -357,3 +357,81 @@ def test_concurrent_proposals_keep_one_audit_chain(flow: Approvals) -> None:
     assert errors == []
     assert len(flow.list(state="rejected")) == 8
     assert audit.verify(flow.db) == audit.Verification(True, 24)
+
+
+# --- queued execution (the executor service) ------------------------------------------------------
+
+
+def test_queued_proposal_runs_once_in_the_requesters_name(
+    flow: Approvals, db: StateDB, tmp_path: Path
+) -> None:
+    p = flow.propose("inc-1", _remedy(), "alice")
+    with pytest.raises(Conflict) as err:
+        flow.queue(p.id, "oscar")
+    assert err.value.reason == "not_approved"
+    flow.approve(p.id, "bob")
+    with pytest.raises(Forbidden):
+        flow.queue(p.id, "mallory")
+    queued = flow.queue(p.id, "oscar")
+    assert queued.state is State.QUEUED and queued.executed_by == "oscar" and _lines(tmp_path) == []
+    for again in (flow.queue, flow.execute):
+        with pytest.raises(Conflict) as err:
+            again(p.id, "oscar")
+        assert err.value.reason == "already_queued"
+
+    # Two executors at once (a new leader and one that lost its lock a moment ago): one run.
+    executors_ = [Approvals(db, _catalog(tmp_path), ROLES, timedelta(hours=1), flow.clock) for _ in range(2)]
+    start = threading.Barrier(2)
+    results: list[list[Any]] = [[], []]
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = executors_[i].run_queued()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    ran = [r for rs in results for r in rs]
+    assert [r.state for r in ran] == [State.SUCCEEDED] and _lines(tmp_path) == ["checkout"]
+    assert flow.get(p.id).executed_by == "oscar" and flow.run_queued() == []
+    assert [(e.actor, e.action) for e in flow.trail(p.id)] == [
+        ("alice", "remediation.propose"),
+        ("bob", "remediation.approve"),
+        ("oscar", "remediation.queue"),
+        ("oscar", "remediation.execute"),
+        ("oscar", "remediation.succeeded"),
+    ]
+
+
+def test_queued_proposal_that_can_no_longer_run_fails_or_expires(
+    db: StateDB, tmp_path: Path, clock: Clock
+) -> None:
+    flow = Approvals(db, _catalog(tmp_path), ROLES, timedelta(hours=1), clock)
+    changed_plan, revoked = (flow.propose(f"inc-{i}", _remedy(), "alice") for i in range(2))
+    for p in (changed_plan, revoked):
+        flow.approve(p.id, "bob" if p is changed_plan else "carol")
+    flow.queue(changed_plan.id, "oscar")
+    flow.queue(revoked.id, "bob")
+
+    later = Approvals(
+        db,
+        _catalog(tmp_path, argv=["/bin/echo", "{service}"]),
+        Roles.load({"roles": {"operator": ["oscar"]}}),
+        timedelta(hours=1),
+        clock,
+    )
+    by_id = {p.id: p for p in later.run_queued()}
+    details = {pid: (p.state, p.result.detail if p.result else "") for pid, p in by_id.items()}
+    assert details[changed_plan.id][0] is State.FAILED and "changed since" in details[changed_plan.id][1]
+    assert details[revoked.id][0] is State.FAILED and "bob" in details[revoked.id][1]  # no longer allowed
+    assert [e.actor for e in later.trail(revoked.id)][-1] == "warroom"
+    assert _lines(tmp_path) == []
+
+    p = flow.propose("inc-9", _remedy(), "alice")
+    flow.approve(p.id, "bob")
+    flow.queue(p.id, "oscar")
+    clock.now += timedelta(hours=2)  # nobody ran it in time: an old approval is not today's
+    assert [x.id for x in flow.run_queued()] == [p.id] and flow.get(p.id).state is State.EXPIRED
+    assert _lines(tmp_path) == []
