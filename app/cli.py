@@ -160,7 +160,7 @@ def ingest_kafka(ctx: click.Context, bootstrap: str | None) -> None:
     stop = _stop_on_signals()
     stats = IngestStats(settings.home / "ingest-status.json")
     if settings.status_port:
-        stats.serve(settings.status_port)
+        stats.serve(settings.status_port, settings.status_host)
     store, _ = wiring.migrated_store(settings, stop)
     KafkaIngest(settings, wiring.writer(settings, store), stats, stop).run()
     click.echo(json.dumps(stats.snapshot()["items"]))

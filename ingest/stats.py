@@ -165,7 +165,8 @@ class IngestStats:
         lines.append(f"warroom_ingest_insert_ms_p99 {snap['insert_ms_p99']}")
         return "\n".join(lines) + "\n"
 
-    def serve(self, port: int) -> ThreadingHTTPServer:
+    def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+        """``warroom ingest kafka``'s own status endpoint (``warroom up`` serves :mod:`app.health`)."""
         stats = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -192,7 +193,7 @@ class IngestStats:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 return
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server = ThreadingHTTPServer((host, port), Handler)
         threading.Thread(target=server.serve_forever, name="ingest-status", daemon=True).start()
         return server
 
