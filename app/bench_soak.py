@@ -33,6 +33,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -273,10 +274,27 @@ class Phase:
             "rss_file_slope_mb_per_min": slope_per_min(
                 [(s.t, s.file_mb) for s in half if s.file_mb is not None]
             ),
+            **fifths(self.during(), self.seconds),
             "max_lag": max(lags) if lags else None,
             "max_backlog_items": max(backlogs) if backlogs else None,
             "error_logs": len(self.errors),
         }
+
+
+def fifths(samples: Sequence[Sample], seconds: float) -> dict[str, Any]:
+    """The median RSS of each fifth of the run, and the growth between the last two, per minute.
+
+    Why medians: RSS samples swing by tens of MB with allocation bursts (a merge, a summary), so a
+    slope fitted through them moves with where the bursts fall; the median of each window does not,
+    and the last two windows say whether the curve is still rising once warmed up.
+    """
+    windows: list[list[float]] = [[] for _ in range(5)]
+    for sample in samples:
+        windows[min(4, int(sample.t / seconds * 5))].append(sample.rss_mb)
+    medians = [round(statistics.median(w), 1) if w else None for w in windows]
+    last, before = medians[4], medians[3]
+    growth = None if last is None or before is None else round((last - before) / (seconds / 5 / 60), 3)
+    return {"rss_mb_median_by_fifth": medians, "rss_growth_last_fifth_mb_per_min": growth}
 
 
 def slope_per_min(points: Sequence[tuple[float, float]]) -> float | None:
@@ -645,11 +663,14 @@ def _print(soak: Phase, baseline: Phase, summary: dict[str, Any], scenario: str,
         ("rss_slope_mb_per_min", "RSS slope, 2nd half (MB/min)"),
         ("rss_anon_slope_mb_per_min", "  of which anonymous (heap)"),
         ("rss_file_slope_mb_per_min", "  of which file-backed (code)"),
+        ("rss_growth_last_fifth_mb_per_min", "RSS median growth, last fifth (MB/min)"),
         ("max_lag", "max consumer lag (records)"),
         ("max_backlog_items", "max backlog (items not yet stored)"),
         ("error_logs", "error log lines"),
     ):
         click.echo(f"{label:<36}{cell(ours[key]):>14}{cell(idle[key]):>16}")
+    medians = " / ".join(_cell(m) for m in ours["rss_mb_median_by_fifth"])
+    click.echo(f"{'RSS median by fifth (MB)':<36}{medians}")
     click.echo(f"{'warnings logged':<36}{soak.warnings.total():>14,}{baseline.warnings.total():>16,}")
     click.echo(f"{'ready after (s)':<36}{soak.ready_s:>14,.1f}{baseline.ready_s:>16,.1f}")
     click.echo(f"{'stopped after SIGTERM (s)':<36}{soak.stop_s:>14,.1f}{baseline.stop_s:>16,.1f}")

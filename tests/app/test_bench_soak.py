@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from app.bench_soak import retime, scenario_cycle, slope_per_min
+from app.bench_soak import Sample, fifths, retime, scenario_cycle, slope_per_min
 from tests.conftest import WARROOM
 
 KEYS = {
@@ -39,6 +39,16 @@ def test_slope_is_a_least_squares_fit_in_mb_per_minute() -> None:
     assert slope_per_min([(0, 100), (30, 101), (60, 102)]) == 2.0
     assert slope_per_min([(0, 100), (60, 100)]) == 0.0
     assert slope_per_min([(0, 100)]) is None
+
+
+def test_fifths_are_medians_so_a_burst_does_not_move_them() -> None:
+    # 600 s, one sample every 10 s: 500 MB, then 510 MB from the last fifth, with one 900 MB burst.
+    samples = [Sample(t=t, rss_mb=500.0 if t < 480 else 510.0, lag=0) for t in range(0, 600, 10)]
+    samples[50] = Sample(t=500, rss_mb=900.0, lag=0)
+    figures = fifths(samples, 600)
+    assert figures["rss_mb_median_by_fifth"] == [500.0, 500.0, 500.0, 500.0, 510.0]
+    assert figures["rss_growth_last_fifth_mb_per_min"] == 5.0  # 10 MB over a 2-minute fifth
+    assert fifths(samples[:3], 600)["rss_growth_last_fifth_mb_per_min"] is None
 
 
 def test_retime_shifts_every_timestamp_and_renames_ids_consistently() -> None:
