@@ -25,10 +25,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from app import wiring
 from app.health import Health
@@ -384,8 +384,6 @@ class SummarizeService(Service):
     state_format: ClassVar[int] = 2
 
     def __init__(self, shared: Shared, options: Options) -> None:
-        from typing import Any  # (imports local to this class: app/up.py is edited by several hands)
-
         super().__init__(shared, options)
         home = shared.settings.home
         self.state_path = home / "state" / "summarize.json"
@@ -447,8 +445,6 @@ class SummarizeService(Service):
 
     def _retry_later(self, incident_id: str, version: str, reason: str, now: datetime) -> datetime | None:
         """Schedule another try of this version; None when its tries are spent (then it is settled)."""
-        from datetime import timedelta
-
         entry = self.incidents.get(incident_id)
         attempts = (entry.get("attempts", 0) if entry and entry["version"] == version else 0) + 1
         if attempts >= self.retry_limit:
@@ -467,8 +463,6 @@ class SummarizeService(Service):
 
     def pass_once(self) -> list[str]:
         """One pass; returns the ids whose pages it wrote."""
-        from dataclasses import replace
-
         from app import summaries
 
         settings, state = self.shared.settings, self.shared.state()

@@ -575,11 +575,8 @@ class Approvals:
             return self._claim(conn, proposal_id, requester, State.QUEUED, State.EXECUTING, "execute")
 
         def refuse(conn: Connection) -> Proposal:
-            row, now = _lock(conn, proposal_id), self.clock()
             result = ExecutionResult(False, "", f"not run: {problem}")
-            values = {"state": State.FAILED.value, "result": json.dumps(result.to_json())}
-            extra = {"ok": False, "detail": result.detail}
-            return _transition(conn, row, now, SYSTEM_ACTOR, "failed", result.detail, values, extra)
+            return _record_result(conn, _lock(conn, proposal_id), self.clock(), SYSTEM_ACTOR, result)
 
         try:
             proposal, action, params = self._transact(claim)
@@ -633,13 +630,10 @@ class Approvals:
             result = ExecutionResult(False, "", f"executor crashed: {type(exc).__name__}: {exc}")
 
         def finish(conn: Connection) -> Proposal:
-            row, now = _lock(conn, proposal.id), self.clock()
+            row = _lock(conn, proposal.id)
             if row.state != State.EXECUTING or row.version != proposal.version:
                 raise Conflict(f"{row.id} changed while it was executing (now {row.state})")
-            state = State.SUCCEEDED if result.ok else State.FAILED
-            values = {"state": state.value, "result": json.dumps(result.to_json())}
-            extra = {"ok": result.ok, "detail": result.detail}
-            return _transition(conn, row, now, actor, state.value, result.detail, values, extra)
+            return _record_result(conn, row, self.clock(), actor, result)
 
         return self._transact(finish)
 
@@ -739,6 +733,16 @@ def _transition(
         at=now,
     )
     return _proposal(new)
+
+
+def _record_result(
+    conn: Connection, row: Row[Any], now: datetime, actor: str, result: ExecutionResult
+) -> Proposal:
+    """End ``row`` ``succeeded`` or ``failed`` with ``result``, audited (a run, or a refusal to run)."""
+    state = State.SUCCEEDED if result.ok else State.FAILED
+    values = {"state": state.value, "result": json.dumps(result.to_json())}
+    extra = {"ok": result.ok, "detail": result.detail}
+    return _transition(conn, row, now, actor, state.value, result.detail, values, extra)
 
 
 def _raise_if_expired(proposal: Proposal) -> Proposal:

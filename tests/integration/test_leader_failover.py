@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -101,13 +102,17 @@ def cluster(tmp_path: Path, state_dsn: str) -> Iterator[tuple[dict[str, str], Ca
             replica.proc.wait(30)
 
 
-def _incidents(dsn: str) -> list[tuple[str, list[str]]]:
+def _rows(dsn: str, sql: str) -> list[Any]:
     db = connect(dsn)
     try:
         with db.begin() as conn:
-            rows = conn.execute(sa.text("SELECT id, fingerprints FROM incidents ORDER BY id")).all()
+            return list(conn.execute(sa.text(sql)).all())
     finally:
         db.dispose()
+
+
+def _incidents(dsn: str) -> list[tuple[str, list[str]]]:
+    rows = _rows(dsn, "SELECT id, fingerprints FROM incidents ORDER BY id")
     return [(r.id, json.loads(r.fingerprints)) for r in rows]
 
 
@@ -257,12 +262,7 @@ def test_executor_standby_runs_the_rest_and_nothing_twice(
 
 
 def _states(dsn: str) -> dict[str, str]:
-    db = connect(dsn)
-    try:
-        with db.begin() as conn:
-            return dict(conn.execute(sa.text("SELECT id, state FROM remediation_proposals")).all())
-    finally:
-        db.dispose()
+    return {r.id: r.state for r in _rows(dsn, "SELECT id, state FROM remediation_proposals")}
 
 
 def _state(env: dict[str, str], pid: str) -> str:
